@@ -1,0 +1,38 @@
+"""The ``goldsmith`` command: server, admin and operator commands."""
+
+from __future__ import annotations
+
+import typer
+
+from goldsmith import __version__
+from goldsmith.cli import accounts_cmd, serve_cmd
+
+app = typer.Typer(
+    help="Goldsmith: a self-hosted machine-image service that speaks EC2.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("serve")(serve_cmd.serve)
+app.add_typer(accounts_cmd.app, name="accounts")
+
+
+@app.command("version")
+def version() -> None:
+    """Print Goldsmith's version."""
+    typer.echo(__version__)
+
+
+def _mount_optional() -> None:
+    """Mount sub-apps whose modules exist (the store commands land separately)."""
+    try:
+        from goldsmith.cli import store_cmd
+    except ImportError:
+        return
+    app.add_typer(store_cmd.app, name="store")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,130 @@
+"""``goldsmith serve``: run the server in the foreground.
+
+On the first start it creates the platform and admin accounts, prints the admin's
+credentials once and stores them in ``<data-dir>/admin-credentials`` (mode 0600, in the
+format of ``~/.aws/credentials``). ``--self-check`` makes one signed DescribeRegions call
+against the running server with those credentials and prints the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from goldsmith.api.app import create_app
+from goldsmith.cli.common import CREDENTIALS_FILE, ConfigOption, DataDirOption, settings_from
+from goldsmith.service.accounts import Credentials
+from goldsmith.service.app import build_services
+
+
+def write_credentials(path: Path, creds: Credentials, endpoint: str, region: str) -> None:
+    """Store credentials with mode 0600, created atomically (never world-readable)."""
+    text = (
+        "[goldsmith]\n"
+        f"aws_access_key_id = {creds.access_key_id}\n"
+        f"aws_secret_access_key = {creds.secret_access_key}\n"
+        f"# account id: {creds.account_id}\n# endpoint: {endpoint}\n# region: {region}\n"
+    )
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(path)
+
+
+def read_credentials(path: Path) -> tuple[str, str] | None:
+    """(access key id, secret) from a credentials file written by :func:`write_credentials`."""
+    if not path.exists():
+        return None
+    values = dict(line.split(" = ", 1) for line in path.read_text().splitlines() if " = " in line)
+    try:
+        return values["aws_access_key_id"], values["aws_secret_access_key"]
+    except KeyError:
+        return None
+
+
+def _self_check(server: uvicorn.Server, endpoint: str, creds_file: Path, region: str) -> None:
+    import botocore.session
+
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    creds = read_credentials(creds_file)
+    if not server.started or creds is None:
+        typer.echo("self-check: skipped (server not started or no admin credentials)", err=True)
+        return
+    client = botocore.session.get_session().create_client(
+        "ec2",
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id=creds[0],
+        aws_secret_access_key=creds[1],
+    )
+    regions = client.describe_regions()["Regions"]
+    typer.echo(f"self-check: DescribeRegions answered {len(regions)} regions — the API works")
+
+
+def serve(
+    data_dir: DataDirOption = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 4566).")] = None,
+    config: ConfigOption = None,
+    self_check: Annotated[
+        bool, typer.Option("--self-check", help="Call DescribeRegions once the server is up.")
+    ] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
+) -> None:
+    """Run the Goldsmith server (EC2 API) in the foreground."""
+    settings = settings_from(data_dir, config, host=host, port=port)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    services = build_services(settings)
+    endpoint = f"http://{settings.host}:{settings.port}"
+    creds_file = settings.data_dir / CREDENTIALS_FILE
+    created = services.accounts.bootstrap()
+    typer.echo(f"Goldsmith serving the EC2 API at {endpoint}")
+    typer.echo(f"data directory: {settings.data_dir}")
+    if created is not None:
+        write_credentials(creds_file, created, endpoint, settings.default_region)
+        typer.echo("First start: created the admin account. Its credentials (shown once):")
+        typer.echo(f"  account id:            {created.account_id}")
+        typer.echo(f"  AWS_ACCESS_KEY_ID={created.access_key_id}")
+        typer.echo(f"  AWS_SECRET_ACCESS_KEY={created.secret_access_key}")
+        typer.echo(f"  (also saved with mode 0600 in {creds_file})")
+    else:
+        typer.echo(f"admin credentials: {creds_file}")
+    typer.echo(
+        f"try: aws --endpoint-url {endpoint} --region {settings.default_region} "
+        "ec2 describe-regions"
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(services),
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    if self_check:
+        threading.Thread(
+            target=_self_check,
+            args=(server, endpoint, creds_file, settings.default_region),
+            daemon=True,
+        ).start()
+    try:
+        server.run()
+    finally:
+        services.close()

@@ -1,0 +1,118 @@
+"""Configuration: where Goldsmith keeps its data, where it listens, which regions it serves.
+
+Settings come from three sources, later ones overriding earlier ones:
+
+1. a TOML file (``--config FILE``, else ``$GOLDSMITH_CONFIG``, else ``<data-dir>/goldsmith.toml``
+   when it exists);
+2. environment variables ``GOLDSMITH_<KEY>`` (``GOLDSMITH_DATA_DIR``, ``GOLDSMITH_PORT``,
+   ``GOLDSMITH_REGIONS`` as a comma-separated list, …);
+3. command-line flags (passed to :func:`load_settings` as ``overrides``).
+
+Keys (TOML names; see docs/configuration.md): ``data_dir``, ``host``, ``port``,
+``database_url``, ``regions``, ``default_region``, ``max_clock_skew_seconds``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 4566
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_REGION = "us-east-1"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used (bad value, unreadable file)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. ``regions`` empty means every standard AWS region."""
+
+    data_dir: Path = field(default_factory=lambda: Path("data").absolute())
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    database_url: str = ""
+    regions: tuple[str, ...] = ()
+    default_region: str = DEFAULT_REGION
+    max_clock_skew_seconds: int = 900
+
+    @property
+    def catalog_url(self) -> str:
+        """The catalog database URL: configured, else SQLite in the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
+
+    def region_dir(self, region: str) -> Path:
+        """The directory holding one region's local data (chunk store, volumes)."""
+        return self.data_dir / "regions" / region
+
+
+_ENV_PREFIX = "GOLDSMITH_"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert a raw TOML/env value to the type of field ``name``."""
+    try:
+        if name == "data_dir":
+            return Path(str(value)).expanduser().absolute()
+        if name in {"port", "max_clock_skew_seconds"}:
+            number = int(value)
+            if name == "port" and not 0 <= number <= 65535:
+                raise ValueError("out of range")
+            return number
+        if name == "regions":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid value for {name!r}: {value!r} ({exc})") from exc
+    if not isinstance(value, str):
+        raise ConfigError(f"invalid value for {name!r}: expected a string, got {value!r}")
+    return value
+
+
+def _from_mapping(source: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    known = {f.name for f in fields(Settings)}
+    out: dict[str, Any] = {}
+    for key, value in source.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r} in {origin}")
+        out[key] = _coerce(key, value)
+    return out
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    known = {f.name for f in fields(Settings)}
+    picked = {
+        key[len(_ENV_PREFIX) :].lower(): value
+        for key, value in environ.items()
+        if key.startswith(_ENV_PREFIX) and key[len(_ENV_PREFIX) :].lower() in known
+    }
+    return _from_mapping(picked, "the environment")
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from file, environment and ``overrides`` (flags; None is skipped)."""
+    env = os.environ if environ is None else environ
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    env_values = _from_env(env)
+    flag_values = _from_mapping(flags, "the command line")
+    data_dir = flag_values.get("data_dir") or env_values.get("data_dir") or Settings().data_dir
+    path = config_file or (Path(env["GOLDSMITH_CONFIG"]) if env.get("GOLDSMITH_CONFIG") else None)
+    file_values: dict[str, Any] = {}
+    candidate = path or Path(data_dir) / "goldsmith.toml"
+    if path is not None or candidate.exists():
+        try:
+            file_values = _from_mapping(tomllib.loads(candidate.read_text()), str(candidate))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {candidate}: {exc}") from exc
+    return replace(Settings(), **{**file_values, **env_values, **flag_values})

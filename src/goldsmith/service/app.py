@@ -1,0 +1,82 @@
+"""Composition root of the service layer: build every service from the settings.
+
+Services get their collaborators in the constructor (no globals, no mixins), so tests can
+build one on a temporary data directory and the API, CLI and console share the same rules.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from goldsmith.catalog import settings as stored
+from goldsmith.catalog.db import Catalog
+from goldsmith.config import Settings
+from goldsmith.service.accounts import AccountService
+from goldsmith.service.keypairs import KeyPairService
+from goldsmith.service.operations import Operation
+from goldsmith.service.pagination import Paginator
+from goldsmith.service.regions import RegionService
+from goldsmith.service.tags import TagService
+
+
+@dataclass(frozen=True)
+class Services:
+    """Every service, wired together, plus the operation table built from them."""
+
+    settings: Settings
+    catalog: Catalog
+    accounts: AccountService
+    regions: RegionService
+    tags: TagService
+    keypairs: KeyPairService
+    operations: dict[str, Operation]
+
+    def close(self) -> None:
+        self.catalog.dispose()
+
+
+def _operations(s: Services) -> list[Operation]:
+    return [
+        Operation("DescribeRegions", s.regions.describe_regions, "Regions this server serves"),
+        Operation(
+            "DescribeAvailabilityZones",
+            s.regions.describe_availability_zones,
+            "Availability zones of the caller's region",
+        ),
+        Operation(
+            "CreateKeyPair", s.keypairs.create_key_pair, "Generate an RSA or ED25519 key pair"
+        ),
+        Operation("ImportKeyPair", s.keypairs.import_key_pair, "Import an SSH public key"),
+        Operation("DescribeKeyPairs", s.keypairs.describe_key_pairs, "List key pairs with filters"),
+        Operation("DeleteKeyPair", s.keypairs.delete_key_pair, "Delete a key pair"),
+        Operation("CreateTags", s.tags.create_tags, "Add or overwrite tags on resources"),
+        Operation("DeleteTags", s.tags.delete_tags, "Remove tags (by key or key and value)"),
+        Operation("DescribeTags", s.tags.describe_tags, "List tags with filters and pagination"),
+    ]
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog of ``settings``, migrated to the newest schema."""
+    catalog = Catalog(settings.catalog_url)
+    catalog.migrate()
+    return catalog
+
+
+def build_services(settings: Settings, catalog: Catalog | None = None) -> Services:
+    """Open (and migrate) the catalog and wire every service."""
+    catalog = catalog or open_catalog(settings)
+    with catalog.begin() as conn:
+        secret = stored.get_or_create(conn, "pagination_secret", secrets.token_hex(32))
+    tags = TagService(catalog, Paginator(bytes.fromhex(secret)))
+    services = Services(
+        settings=settings,
+        catalog=catalog,
+        accounts=AccountService(catalog),
+        regions=RegionService(catalog, settings.regions, f"{settings.host}:{settings.port}"),
+        tags=tags,
+        keypairs=KeyPairService(catalog, tags),
+        operations={},
+    )
+    services.operations.update({op.name: op for op in _operations(services)})
+    return services
