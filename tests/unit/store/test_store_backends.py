@@ -1,0 +1,130 @@
+"""One conformance suite that every backend passes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from goldsmith.store.backend import Backend
+from goldsmith.store.errors import BlobNotFoundError
+from goldsmith.store.local import LocalBackend
+
+
+def test_put_get_roundtrip(backend: Backend) -> None:
+    backend.put("chunks/ab/abc", b"hello ", bytearray(b"world"), memoryview(b"!"))
+    assert backend.get("chunks/ab/abc") == b"hello world!"
+
+
+def test_put_empty_blob(backend: Backend) -> None:
+    backend.put("e")
+    assert backend.get("e") == b""
+    assert backend.has("e")
+
+
+def test_get_missing_raises_not_found(backend: Backend) -> None:
+    with pytest.raises(BlobNotFoundError) as info:
+        backend.get("snapshots/nope")
+    assert info.value.name == "snapshots/nope"
+
+
+def test_put_replaces_atomically(backend: Backend) -> None:
+    backend.put("locks/x", b"one")
+    backend.put("locks/x", b"two")
+    assert backend.get("locks/x") == b"two"
+    assert [i.name for i in backend.list("locks/")] == ["locks/x"]
+
+
+def test_has_many_is_batched_subset(backend: Backend) -> None:
+    backend.put("a/1", b"x")
+    backend.put("a/2", b"y")
+    assert backend.has_many(["a/1", "a/2", "a/3", "b/1"]) == {"a/1", "a/2"}
+    assert backend.has_many([]) == set()
+    assert not backend.has("a/3")
+
+
+def test_list_by_prefix_with_sizes(backend: Backend) -> None:
+    backend.put("chunks/00/00aa", b"12345")
+    backend.put("chunks/01/01bb", b"1")
+    backend.put("snapshots/snap-1", b"m")
+    listed = {i.name: i.size for i in backend.list("chunks/")}
+    assert listed == {"chunks/00/00aa": 5, "chunks/01/01bb": 1}
+    assert {i.name for i in backend.list("chunks/01")} == {"chunks/01/01bb"}
+    assert {i.name for i in backend.list()} == {
+        "chunks/00/00aa",
+        "chunks/01/01bb",
+        "snapshots/snap-1",
+    }
+    assert list(backend.list("nothing/")) == []
+    assert all(i.mtime > 0 for i in backend.list())
+
+
+def test_delete_is_idempotent(backend: Backend) -> None:
+    backend.put("x/y", b"1")
+    backend.delete("x/y")
+    backend.delete("x/y")
+    assert not backend.has("x/y")
+    with pytest.raises(BlobNotFoundError):
+        backend.get("x/y")
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "/abs", "a/../b", "../x", "a//b", ".tmp-x", "a/.hidden", "sp ace"]
+)
+def test_invalid_names_rejected(backend: Backend, bad: str) -> None:
+    with pytest.raises(ValueError):
+        backend.put(bad, b"x")
+
+
+def test_flush_and_purge_are_safe(backend: Backend) -> None:
+    backend.put("a/b", b"1")
+    backend.flush()
+    assert backend.purge_incomplete(0) == 0
+    assert backend.get("a/b") == b"1"
+
+
+def test_concurrent_puts_of_same_name(backend: Backend) -> None:
+    data = b"z" * 100_000
+
+    def put() -> None:
+        for _ in range(20):
+            backend.put("chunks/zz/same", data)
+
+    threads = [threading.Thread(target=put) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert backend.get("chunks/zz/same") == data
+    assert [i.name for i in backend.list()] == ["chunks/zz/same"]
+
+
+def test_local_interrupted_put_is_invisible_and_purged(tmp_path: Path) -> None:
+    b = LocalBackend(tmp_path)
+    b.put("chunks/aa/x", b"ok")
+    (tmp_path / "chunks" / "aa" / ".tmp-deadbeef").write_bytes(b"partial")
+    assert {i.name for i in b.list()} == {"chunks/aa/x"}
+    assert b.purge_incomplete(3600) == 0
+    assert b.purge_incomplete(0) == 1
+    assert not (tmp_path / "chunks" / "aa" / ".tmp-deadbeef").exists()
+
+
+def test_local_disk_full_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from goldsmith.store.errors import StoreFullError
+
+    b = LocalBackend(tmp_path)
+    real_write = os.write
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(StoreFullError):
+        b.put("chunks/aa/x", b"data")
+    monkeypatch.setattr(os, "write", real_write)
+    assert list(b.list()) == []
+    assert [p.name for p in (tmp_path / "chunks" / "aa").iterdir()] == []
