@@ -169,7 +169,7 @@ def verify_request(
         raise error("IncompleteSignature", _NOT_CONFORMING) from None
     if allowed_regions is not None and not allowed_regions(claim.region):
         raise _mismatch(
-            service, f"Credential should be scoped to a valid region, not '{claim.region}'."
+            service, f"Credential should be scoped to a valid region, not '{_shown(claim.region)}'."
         )
     found = keys.lookup(claim.access_key_id)
     if found is None:
@@ -234,11 +234,13 @@ def _parse_header_claim(value: str, headers: Mapping[str, list[str]], query: str
         if not eq:
             raise error(
                 "IncompleteSignature",
-                f"'{name}' not a valid key=value pair (missing equal-sign) in Authorization "
-                "header.",
+                f"'{_shown(name)}' not a valid key=value pair (missing equal-sign) in "
+                "Authorization header.",
             )
         if name in params:
-            raise error("IncompleteSignature", f"Duplicate '{name}' in Authorization header.")
+            raise error(
+                "IncompleteSignature", f"Duplicate '{_shown(name)}' in Authorization header."
+            )
         params[name] = val.strip()
     missing = [
         f"Authorization header requires '{n}' parameter."
@@ -329,11 +331,11 @@ def _claim(
         raise error(
             "IncompleteSignature",
             "Credential must have exactly 5 non-empty slash-delimited elements, e.g. "
-            "keyid/date/region/service/term, got '" + credential + "'",
+            f"keyid/date/region/service/term, got '{_shown(credential)}'",
         )
     names = tuple(n.strip().lower() for n in signed_headers.split(";"))
     if not all(names):
-        raise error("IncompleteSignature", f"Malformed SignedHeaders '{signed_headers}'.")
+        raise error("IncompleteSignature", f"Malformed SignedHeaders '{_shown(signed_headers)}'.")
     if "host" not in names:
         raise error(
             "IncompleteSignature", "'Host' must be a 'SignedHeader' in the AWS Authorization."
@@ -440,12 +442,12 @@ def _check_scope(claim: _Claim, service: str) -> None:
     if claim.terminator != TERMINATOR:
         problems.append(
             f"Credential should be scoped with a valid terminator: '{TERMINATOR}', "
-            f"not '{claim.terminator}'."
+            f"not '{_shown(claim.terminator)}'."
         )
     if claim.scope_date != claim.timestamp[:8]:
         problems.append(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
-            f"from HTTP: '{claim.scope_date}' != '{claim.timestamp[:8]}', from "
+            f"from HTTP: '{_shown(claim.scope_date)}' != '{claim.timestamp[:8]}', from "
             f"'{claim.timestamp}'."
         )
     if problems:
@@ -462,7 +464,9 @@ def _payload_hash(body: bytes, headers: Mapping[str, list[str]], service: str) -
     if value == UNSIGNED_PAYLOAD:
         return value
     if value.startswith("STREAMING-"):
-        raise error("IncompleteSignature", f"Streaming payloads ({value}) are not supported.")
+        raise error(
+            "IncompleteSignature", f"Streaming payloads ({_shown(value)}) are not supported."
+        )
     if value != actual:
         raise _mismatch(
             service, "The provided 'x-amz-content-sha256' header does not match what was computed."
@@ -573,17 +577,16 @@ def _unknown_key(service: str) -> Ec2Error:
 
 
 def _unsupported_algorithm(algorithm: str) -> Ec2Error:
-    shown = algorithm if len(algorithm) <= 40 else algorithm[:40] + "..."
     return error(
-        "IncompleteSignature", f"Unsupported AWS 'algorithm': '{shown}' (only {ALGORITHM})."
+        "IncompleteSignature",
+        f"Unsupported AWS 'algorithm': '{_shown(algorithm)}' (only {ALGORITHM}).",
     )
 
 
 def _bad_date(text: str) -> Ec2Error:
-    shown = text if len(text) <= 40 else text[:40] + "..."
     return error(
         "IncompleteSignature",
-        f"Date must be in ISO-8601 'basic format' (YYYYMMDD'T'HHMMSS'Z'). Got '{shown}'.",
+        f"Date must be in ISO-8601 'basic format' (YYYYMMDD'T'HHMMSS'Z'). Got '{_shown(text)}'.",
     )
 
 
@@ -601,6 +604,12 @@ def _stamp(moment: datetime) -> str:
 def _span(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     return f"{seconds // 60} min." if seconds % 60 == 0 else f"{seconds} s"
+
+
+def _shown(text: str, limit: int = 64) -> str:
+    """Client text fit to echo in a message: short, ASCII, printable (safe in XML and logs)."""
+    clipped = text[:limit].encode("unicode_escape").decode("ascii")
+    return clipped + "..." if len(text) > limit else clipped
 
 
 def _names(items: Iterable[str]) -> str:
