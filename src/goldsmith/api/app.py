@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from goldsmith import __version__
-from goldsmith.api.ec2 import Ec2Endpoint
+from goldsmith.api.ec2 import XML, Ec2Endpoint
 from goldsmith.api.protocol import Ec2QueryCodec
 from goldsmith.service.app import Services
 
@@ -23,10 +26,20 @@ async def _health(_request: Request) -> Response:
 
 def create_app(services: Services, codec: Ec2QueryCodec | None = None) -> Starlette:
     """The whole HTTP surface over ``services``."""
-    ec2 = Ec2Endpoint(services, codec or Ec2QueryCodec())
+    codec = codec or Ec2QueryCodec()
+    ec2 = Ec2Endpoint(services, codec)
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        # Unknown paths and methods still answer in EC2's error envelope.
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        message = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        body = codec.serialize_error("InvalidAction", str(message), str(uuid.uuid4()))
+        return Response(body, status_code=status, media_type=XML)
+
     return Starlette(
         routes=[
             Route("/_goldsmith/health", _health, methods=["GET"]),
-            Route("/", ec2, methods=["GET", "POST"]),
+            Route("/", ec2.handle, methods=["GET", "POST"]),
         ],
+        exception_handlers={HTTPException: http_error},
     )

@@ -73,7 +73,7 @@ class Ec2Endpoint:
         self._codec = codec
         self._skew = services.settings.max_clock_skew_seconds
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
         action, account, status = "-", "-", 500
