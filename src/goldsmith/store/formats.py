@@ -1,0 +1,221 @@
+"""Encodings of the repository's blobs: config, chunk (v1) and manifest (v1).
+
+The byte layouts are specified in docs/design/store.md; this module is their only
+implementation. Decoders raise ``FormatError`` for an unknown version and ``ValueError``
+with a short reason for damaged bytes; the repository turns the latter into
+``CorruptionError`` naming the snapshot and offset, which only it knows.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import blake3
+import zstandard
+
+from .backend import BytesLike
+from .errors import FormatError
+
+FORMAT_VERSION = 1
+HASH_SIZE = 32
+DEFAULT_CHUNK_SIZE = 512 * 1024
+DEFAULT_LEVEL = 1
+
+CHUNK_MAGIC = b"GSCK"
+CHUNK_HEADER = struct.Struct("<4sBBHI")
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+
+MANIFEST_MAGIC = b"GSMF"
+MANIFEST_HEAD = struct.Struct("<4sHI")
+MANIFEST_ENTRY = struct.Struct("<I32s")
+
+
+def digest(data: BytesLike) -> bytes:
+    """BLAKE3-256 of ``data`` (the chunk's identity)."""
+    return blake3.blake3(data).digest()
+
+
+def chunk_name(chunk_digest: bytes) -> str:
+    """The blob name of a chunk: ``chunks/<first byte hex>/<hex>``."""
+    h = chunk_digest.hex()
+    return f"chunks/{h[:2]}/{h}"
+
+
+def digest_of_name(name: str) -> bytes | None:
+    """The digest a chunk blob name stands for, or ``None`` if it is not a chunk name."""
+    parts = name.split("/")
+    if len(parts) != 3 or parts[0] != "chunks" or len(parts[2]) != 2 * HASH_SIZE:
+        return None
+    try:
+        d = bytes.fromhex(parts[2])
+    except ValueError:
+        return None
+    return d if parts[1] == parts[2][:2] else None
+
+
+@dataclass(frozen=True, slots=True)
+class RepoConfig:
+    """The repository's fixed parameters (the ``config`` blob)."""
+
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    level: int = DEFAULT_LEVEL
+    repo_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: float = field(default_factory=time.time)
+
+    def encode(self) -> bytes:
+        doc = {
+            "format": "goldsmith-store",
+            "version": FORMAT_VERSION,
+            "chunk_size": self.chunk_size,
+            "hash": "blake3",
+            "compression": "zstd",
+            "level": self.level,
+            "created": self.created,
+            "id": self.repo_id,
+        }
+        return json.dumps(doc, indent=1).encode() + b"\n"
+
+    @classmethod
+    def decode(cls, data: bytes) -> RepoConfig:
+        try:
+            doc = json.loads(data)
+            fmt, version = doc["format"], doc["version"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FormatError(f"unreadable repository config: {exc}") from exc
+        if fmt != "goldsmith-store" or version != FORMAT_VERSION:
+            raise FormatError(f"unsupported repository format {fmt!r} version {version!r}")
+        if doc.get("hash") != "blake3" or doc.get("compression") != "zstd":
+            raise FormatError("unsupported hash or compression in repository config")
+        return cls(int(doc["chunk_size"]), int(doc["level"]), str(doc["id"]), float(doc["created"]))
+
+
+class ChunkCodec:
+    """Encodes and decodes chunk blobs; thread-safe (one zstd context per thread)."""
+
+    def __init__(self, level: int = DEFAULT_LEVEL) -> None:
+        self.level = level
+        self._local = threading.local()
+
+    def _cctx(self) -> zstandard.ZstdCompressor:
+        c = getattr(self._local, "c", None)
+        if c is None:
+            c = self._local.c = zstandard.ZstdCompressor(level=self.level)
+        return c
+
+    def _dctx(self) -> zstandard.ZstdDecompressor:
+        d = getattr(self._local, "d", None)
+        if d is None:
+            d = self._local.d = zstandard.ZstdDecompressor()
+        return d
+
+    def encode(self, data: BytesLike) -> tuple[bytes, BytesLike]:
+        """Return (header, payload) of the blob for ``data``; raw if zstd saves < 1/32."""
+        n = memoryview(data).nbytes
+        packed = self._cctx().compress(data)
+        if len(packed) < n - (n >> 5):
+            return CHUNK_HEADER.pack(CHUNK_MAGIC, 1, CODEC_ZSTD, 0, n), packed
+        return CHUNK_HEADER.pack(CHUNK_MAGIC, 1, CODEC_RAW, 0, n), data
+
+    def decode(self, blob: bytes, expected: bytes) -> bytes:
+        """Return the chunk's bytes, verified against digest ``expected``.
+
+        Raises ``ValueError`` (reason) for a damaged blob, ``FormatError`` for a newer version.
+        """
+        if len(blob) < CHUNK_HEADER.size:
+            raise ValueError(f"truncated chunk ({len(blob)} bytes)")
+        magic, version, codec, _reserved, raw_len = CHUNK_HEADER.unpack_from(blob)
+        if magic != CHUNK_MAGIC:
+            raise ValueError("bad chunk magic")
+        if version != 1:
+            raise FormatError(f"unsupported chunk version {version}")
+        payload = memoryview(blob)[CHUNK_HEADER.size :]
+        if codec == CODEC_RAW:
+            data = bytes(payload)
+        elif codec == CODEC_ZSTD:
+            try:
+                data = self._dctx().decompress(payload, max_output_size=raw_len)
+            except zstandard.ZstdError as exc:
+                raise ValueError(f"undecodable chunk ({exc})") from None
+        else:
+            raise ValueError(f"unknown chunk codec {codec}")
+        if len(data) != raw_len:
+            raise ValueError(f"chunk length {len(data)} != {raw_len}")
+        if digest(data) != expected:
+            raise ValueError("chunk hash mismatch")
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A snapshot: its size, parent and the digest of every non-zero chunk by index."""
+
+    snapshot_id: str
+    parent: str | None
+    size: int
+    chunk_size: int
+    created: float
+    entries: dict[int, bytes]
+
+    @property
+    def chunk_count(self) -> int:
+        """Number of chunk slots (zero ones included) covering ``size``."""
+        return -(-self.size // self.chunk_size)
+
+    def chunk_length(self, index: int) -> int:
+        """Bytes in chunk ``index`` (the last one may be short)."""
+        return min(self.chunk_size, self.size - index * self.chunk_size)
+
+    def encode(self) -> bytes:
+        header = json.dumps(
+            {
+                "snapshot_id": self.snapshot_id,
+                "parent": self.parent,
+                "size": self.size,
+                "chunk_size": self.chunk_size,
+                "hash": "blake3",
+                "created": self.created,
+                "entries": len(self.entries),
+            },
+            sort_keys=True,
+        ).encode()
+        parts = [MANIFEST_HEAD.pack(MANIFEST_MAGIC, FORMAT_VERSION, len(header)), header]
+        parts.extend(MANIFEST_ENTRY.pack(i, self.entries[i]) for i in sorted(self.entries))
+        body = b"".join(parts)
+        return body + digest(body)
+
+    @classmethod
+    def decode(cls, blob: bytes) -> Manifest:
+        """Parse a manifest; ``ValueError`` if damaged, ``FormatError`` if too new."""
+        if len(blob) < MANIFEST_HEAD.size + HASH_SIZE:
+            raise ValueError(f"truncated manifest ({len(blob)} bytes)")
+        body, trailer = blob[:-HASH_SIZE], blob[-HASH_SIZE:]
+        magic, version, hlen = MANIFEST_HEAD.unpack_from(body)
+        if magic != MANIFEST_MAGIC:
+            raise ValueError("bad manifest magic")
+        if version != FORMAT_VERSION:
+            raise FormatError(f"unsupported manifest version {version}")
+        if digest(body) != trailer:
+            raise ValueError("manifest checksum mismatch (truncated or altered)")
+        start = MANIFEST_HEAD.size + hlen
+        try:
+            h = json.loads(body[MANIFEST_HEAD.size : start])
+            count = int(h["entries"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"bad manifest header: {exc}") from None
+        if len(body) - start != count * MANIFEST_ENTRY.size:
+            raise ValueError("manifest entry table has the wrong length")
+        entries = dict(MANIFEST_ENTRY.iter_unpack(body[start:]))
+        return cls(
+            str(h["snapshot_id"]),
+            h["parent"],
+            int(h["size"]),
+            int(h["chunk_size"]),
+            float(h["created"]),
+            entries,
+        )
