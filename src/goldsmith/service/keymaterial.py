@@ -169,9 +169,10 @@ def _generate_rsa(key_format: KeyFormat, comment: str) -> GeneratedKey:
         material = pem.decode("ascii")
     else:
         numbers = key.private_numbers()
-        private_blob = b"".join(
-            _mpint(value) for value in (numbers.d, numbers.p, numbers.q, numbers.iqmp)
-        )
+        # PuTTY's order: d, p, q, iqmp, with p > q and iqmp = q^-1 mod p (PuTTY repairs
+        # other orders on load, other readers of the format may not).
+        p, q = max(numbers.p, numbers.q), min(numbers.p, numbers.q)
+        private_blob = b"".join(_mpint(value) for value in (numbers.d, p, q, pow(q, -1, p)))
         material = _ppk(_SSH_RSA, blob, private_blob, comment)
     return GeneratedKey(
         key_type="rsa",

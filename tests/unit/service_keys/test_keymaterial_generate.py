@@ -222,6 +222,40 @@ def test_ppk_is_version_2_unencrypted_with_a_correct_mac(
     assert all(len(line) <= 64 for line in key.private_key.split("\n"))
 
 
+def read_mpints(blob: bytes) -> list[int]:
+    values = []
+    while blob:
+        length = int.from_bytes(blob[:4], "big")
+        values.append(int.from_bytes(blob[4 : 4 + length], "big"))
+        blob = blob[4 + length :]
+    return values
+
+
+def test_rsa_ppk_private_blob_is_d_p_q_iqmp_in_puttys_convention(
+    keys: dict[tuple[KeyType, KeyFormat], GeneratedKey],
+) -> None:
+    """PuTTY silently repairs p < q or a wrong iqmp, so check the blob itself."""
+    fields = parse_ppk(keys["rsa", "ppk"].private_key)
+    e, n = read_mpints(base64.b64decode(fields["Public"])[4 + len("ssh-rsa") :])
+    d, p, q, iqmp = read_mpints(base64.b64decode(fields["Private"]))
+    assert p * q == n
+    assert p > q
+    assert iqmp * q % p == 1
+    assert e * d % (p - 1) == 1
+    assert e * d % (q - 1) == 1
+
+
+def test_ed25519_ppk_private_blob_is_the_seed_of_the_public_key(
+    keys: dict[tuple[KeyType, KeyFormat], GeneratedKey],
+) -> None:
+    fields = parse_ppk(keys["ed25519", "ppk"].private_key)
+    private_blob = base64.b64decode(fields["Private"])
+    assert private_blob[:4] == (32).to_bytes(4, "big")
+    seed = ed25519.Ed25519PrivateKey.from_private_bytes(private_blob[4:])
+    public_raw = base64.b64decode(fields["Public"])[-32:]
+    assert seed.public_key().public_bytes_raw() == public_raw
+
+
 @pytest.mark.parametrize("key_type", KEY_TYPES)
 def test_puttygen_reads_the_ppk_and_agrees_on_the_public_key(
     key_type: KeyType, keys: dict[tuple[KeyType, KeyFormat], GeneratedKey], tmp_path: Path
