@@ -555,3 +555,9 @@ def test_non_ascii_signed_header_value_verifies() -> None:
 def test_echoed_client_text_is_clipped() -> None:
     req = with_headers(incoming(sign_header()), Authorization="A" * 10_000 + " x")
     assert len(refused(req, "IncompleteSignature", 400).message) < 200
+
+
+def test_any_whitespace_may_follow_the_algorithm() -> None:
+    req = incoming(sign_header())
+    auth = req.headers["Authorization"].replace(" ", "\t ", 1)
+    assert verify(with_headers(req, Authorization=auth)).access_key_id == AKID
