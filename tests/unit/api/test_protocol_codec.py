@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -501,7 +503,12 @@ MINI_MODEL = {
             "name": "Measure",
             "input": {"shape": "MeasureRequest"},
             "output": {"shape": "MeasureResult"},
-        }
+        },
+        "Label": {
+            "name": "Label",
+            "input": {"shape": "LabelRequest"},
+            "output": {"shape": "LabelRequest"},
+        },
     },
     "shapes": {
         "MeasureRequest": {
@@ -512,6 +519,11 @@ MINI_MODEL = {
             "type": "structure",
             "members": {"Ratio": {"shape": "Double", "locationName": "ratio"}},
         },
+        "LabelRequest": {
+            "type": "structure",
+            "members": {"Ratio": {"shape": "Double"}, "Labels": {"shape": "Labels"}},
+        },
+        "Labels": {"type": "map", "key": {"shape": "Float"}, "value": {"shape": "Float"}},
         "Double": {"type": "double"},
         "Float": {"type": "float"},
     },
@@ -521,7 +533,7 @@ MINI_MODEL = {
 def test_another_model_and_floating_point_members() -> None:
     codec = Ec2QueryCodec(ServiceModel(MINI_MODEL, service_name="mini"))
     assert codec.api_version == "2000-01-01"
-    assert codec.operation_names() == frozenset({"Measure"})
+    assert codec.operation_names() == frozenset({"Measure", "Label"})
     params = codec.parse({"Action": "Measure", "Ratio": "1.5e3", "Weight": "-0.25"}).params
     assert params == {"Ratio": 1500.0, "Weight": -0.25}
     with pytest.raises(Ec2Error, match="parameter Ratio"):
@@ -529,3 +541,37 @@ def test_another_model_and_floating_point_members() -> None:
     body = codec.serialize("Measure", {"Ratio": 0.1}, "r")
     assert b'xmlns="http://ec2.amazonaws.com/doc/2000-01-01/"' in body
     assert b"<ratio>0.1</ratio>" in body
+
+
+def test_shapes_ec2_does_not_have_are_refused_every_time() -> None:
+    codec = Ec2QueryCodec(ServiceModel(MINI_MODEL, service_name="mini"))
+    for _ in range(2):  # a failed compile must not leave a half-built decoder behind
+        with pytest.raises(NotImplementedError, match="map shape Labels"):
+            codec.parse({"Action": "Label", "Ratio": "1"})
+        with pytest.raises(NotImplementedError, match="map shape Labels"):
+            codec.serialize("Label", {"Ratio": 1.0}, "r")
+    assert codec.parse({"Action": "Measure", "Ratio": "1"}).params == {"Ratio": 1.0}
+
+
+def test_concurrent_first_use_sees_complete_decoders() -> None:
+    codec = Ec2QueryCodec()
+    form = {"Action": "RunInstances", "MinCount": "1", "MaxCount": "1", "Placement.Tenancy": "host"}
+    barrier = threading.Barrier(8)
+
+    def work() -> dict[str, Any]:
+        barrier.wait()
+        return codec.parse(form).params
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: work(), range(8)))
+    assert results == [{"MinCount": 1, "MaxCount": 1, "Placement": {"Tenancy": "host"}}] * 8
+
+
+def test_every_operation_in_the_model_compiles() -> None:
+    codec = Ec2QueryCodec()
+    for name in sorted(codec.operation_names()):
+        try:
+            codec.parse({"Action": name})
+        except Ec2Error as exc:  # only required members may be missing from an empty request
+            assert exc.code == "MissingParameter", (name, exc)
+        assert codec.serialize(name, {}, "r").endswith(f"</{name}Response>".encode())

@@ -5,7 +5,8 @@ botocore's EC2 service model and compiles, lazily and once per shape, a request 
 (:mod:`.query`) and a response encoder (:mod:`.response`); no action has hand-written XML.
 Compiled shapes are cached on the codec, so the first request of an operation pays a few
 milliseconds and later ones only walk their data. A codec is safe to share between threads:
-the caches only ever gain entries, and a race merely compiles a shape twice.
+compiling happens under a lock (a structure's decoder is cached before its members are
+filled in, to end recursion), and only finished per-operation entries are read without it.
 
 Example::
 
@@ -18,11 +19,12 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.model import OperationModel, ServiceModel
+from botocore.model import ServiceModel
 
 from goldsmith.api.protocol.model import ec2_service_model
 from goldsmith.api.protocol.query import (
@@ -76,8 +78,13 @@ class Ec2QueryCodec:
     def __init__(self, service_model: ServiceModel | None = None) -> None:
         self._model: ServiceModel = service_model or ec2_service_model()
         self._operations = frozenset(self._model.operation_names)
+        self._lock = threading.Lock()
+        # By shape name; touched only under the lock, while compiling.
         self._decoders: dict[str, Decoder] = {}
         self._encoders: dict[str, Encoder] = {}
+        # By operation name; entries are complete when stored, so they are read lock-free.
+        self._request_decoders: dict[str, StructureDecoder] = {}
+        self._response_encoders: dict[str, StructureEncoder | None] = {}
         self._namespace = f"http://ec2.amazonaws.com/doc/{self.api_version}/"
 
     @property
@@ -104,12 +111,8 @@ class Ec2QueryCodec:
             shown = action if len(action) <= 100 else action[:100] + "…"
             raise error("InvalidAction", f"The action {shown} is not valid for this web service.")
         version = form.get("Version")
-        operation: OperationModel = self._model.operation_model(action)
-        if operation.input_shape is None:
-            decoder: Decoder = StructureDecoder()
-        else:
-            decoder = compile_decoder(operation.input_shape, self._decoders)
-        members = decoder.members if isinstance(decoder, StructureDecoder) else {}
+        decoder = self._request_decoder(action)
+        members = decoder.members
 
         def is_envelope(name: str) -> bool:
             if name in members:  # a real member always wins over the envelope rules
@@ -134,17 +137,45 @@ class Ec2QueryCodec:
             f'<{operation}Response xmlns="{self._namespace}">',
             f"<requestId>{escape(request_id)}</requestId>",
         ]
-        shape = self._model.operation_model(operation).output_shape
-        if shape is None:
+        encoder = self._response_encoder(operation)
+        if encoder is None:
             if output:
                 raise ValueError(f"{operation} has no output members, got {sorted(output)}")
             out.append("<return>true</return>")
         else:
-            encoder = compile_encoder(shape, self._encoders)
-            assert isinstance(encoder, StructureEncoder)  # output shapes are structures
             encoder.encode_members(out, output)
         out.append(f"</{operation}Response>")
         return "".join(out).encode()
+
+    def _request_decoder(self, action: str) -> StructureDecoder:
+        decoder = self._request_decoders.get(action)
+        if decoder is None:
+            with self._lock:
+                shape = self._model.operation_model(action).input_shape
+                if shape is None:
+                    decoder = StructureDecoder()
+                else:
+                    # Compile into a copy, so a failure leaves no half-built decoder behind.
+                    shapes = dict(self._decoders)
+                    compiled = compile_decoder(shape, shapes)
+                    assert isinstance(compiled, StructureDecoder)  # input shapes are structures
+                    decoder, self._decoders = compiled, shapes
+                self._request_decoders[action] = decoder
+        return decoder
+
+    def _response_encoder(self, operation: str) -> StructureEncoder | None:
+        if operation in self._response_encoders:
+            return self._response_encoders[operation]
+        with self._lock:
+            shape = self._model.operation_model(operation).output_shape
+            encoder = None
+            if shape is not None:
+                shapes = dict(self._encoders)  # as for decoders: all or nothing
+                compiled = compile_encoder(shape, shapes)
+                assert isinstance(compiled, StructureEncoder)  # output shapes are structures
+                encoder, self._encoders = compiled, shapes
+            self._response_encoders[operation] = encoder
+        return encoder
 
     def serialize_error(self, code: str, message: str, request_id: str) -> bytes:
         """The EC2 error envelope (``<Response><Errors><Error>…``) for one error."""
