@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from goldsmith import __version__
-from goldsmith.cli import accounts_cmd, serve_cmd
+from goldsmith.cli import accounts_cmd, docs_cmd, serve_cmd
 
 app = typer.Typer(
     help="Goldsmith: a self-hosted machine-image service that speaks EC2.",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve_cmd.serve)
 app.add_typer(accounts_cmd.app, name="accounts")
+app.add_typer(docs_cmd.app, name="docs")
 
 
 @app.command("version")
