@@ -17,6 +17,7 @@ from .errors import (
     StoreFullError,
 )
 from .local import LocalBackend
+from .maintenance import CheckIssue, CheckReport, GcReport, SnapshotUsage, UsageReport
 from .memory import MemoryBackend
 from .reader import SnapshotReader
 from .repository import Repository
@@ -27,8 +28,11 @@ __all__ = [
     "BackendError",
     "BlobInfo",
     "BlobNotFoundError",
+    "CheckIssue",
+    "CheckReport",
     "CorruptionError",
     "FormatError",
+    "GcReport",
     "LineageError",
     "LocalBackend",
     "MemoryBackend",
@@ -38,7 +42,9 @@ __all__ = [
     "SnapshotInfo",
     "SnapshotNotFoundError",
     "SnapshotReader",
+    "SnapshotUsage",
     "SnapshotWriter",
     "StoreError",
     "StoreFullError",
+    "UsageReport",
 ]

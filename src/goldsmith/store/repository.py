@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import maintenance
 from .backend import Backend
 from .errors import (
     BlobNotFoundError,
@@ -38,6 +39,7 @@ from .errors import (
 from .formats import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, ChunkCodec, Manifest, RepoConfig
 from .local import LocalBackend
 from .locks import WRITER, LockManager
+from .maintenance import CheckReport, GcReport, UsageReport
 from .reader import SnapshotReader
 from .writer import (
     Progress,
@@ -293,3 +295,31 @@ class Repository:
             raise LineageError(f"{first} and {second} are not of one lineage")
         keys = a.entries.keys() | b.entries.keys()
         return sorted(i for i in keys if a.entries.get(i) != b.entries.get(i))
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def check(self, *, read_data: bool = False, progress: Progress | None = None) -> CheckReport:
+        """Verify manifests and references; ``read_data`` also re-hashes every chunk.
+
+        Problems are reported (never raised) with the snapshots and offsets they affect.
+        """
+        return maintenance.check(
+            self.backend, self.codec, read_data=read_data, workers=self.workers, progress=progress
+        )
+
+    def gc(self, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
+        """Delete chunks no snapshot references (older than ``grace`` seconds).
+
+        Safe while writers run (lock protocol); waits up to ``lock_wait`` for them.
+        """
+        return maintenance.gc(
+            self.backend, self.locks, grace=grace, lock_wait=self.lock_wait, dry_run=dry_run
+        )
+
+    def usage(self, snapshot_ids: Iterable[str] | None = None) -> UsageReport:
+        """Logical, stored and unique bytes per snapshot, and the set's total stored bytes.
+
+        Pass an account's snapshot ids to get what that account is charged for.
+        """
+        ids = None if snapshot_ids is None else [check_snapshot_id(s) for s in snapshot_ids]
+        return maintenance.usage(self.backend, ids)
