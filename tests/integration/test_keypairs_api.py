@@ -41,7 +41,7 @@ def test_create_returns_private_key_once(ec2: Any, key_type: str, key_format: st
 def test_private_key_matches_public_key(ec2: Any, tmp_path: Path) -> None:
     made = ec2.create_key_pair(KeyName="match", KeyType="ed25519")
     pem = tmp_path / "key.pem"
-    pem.write_text(made["KeyMaterial"])
+    pem.write_text(made["KeyMaterial"] + "\n")  # as `--output text` writes it
     pem.chmod(0o600)
     derived = subprocess.run(
         ["ssh-keygen", "-y", "-f", str(pem)], capture_output=True, text=True, check=True

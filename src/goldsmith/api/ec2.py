@@ -114,8 +114,8 @@ class Ec2Endpoint:
     def _authenticate(self, request: Request, body: bytes) -> Caller:
         incoming = IncomingRequest(
             method=request.method,
-            url=str(request.url),
-            headers=dict(request.headers),
+            url=_raw_url(request),
+            headers=request.headers,
             body=body,
         )
         return verify_request(
@@ -146,6 +146,15 @@ class Ec2Endpoint:
     def _error(self, code: str, message: str, status: int, request_id: str) -> Response:
         body = self._codec.serialize_error(code, message, request_id)
         return Response(body, status_code=status, media_type=XML)
+
+
+def _raw_url(request: Request) -> str:
+    """The URL exactly as the client wrote it (raw path and query: what it signed)."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    host = request.headers.get("host", "localhost")
+    url = f"{request.url.scheme}://{host}{raw_path.decode('latin-1')}"
+    return f"{url}?{query.decode('latin-1')}" if query else url
 
 
 def _drop_none(value: Any) -> Any:

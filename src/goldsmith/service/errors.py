@@ -24,6 +24,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "UnauthorizedOperation": 403,
     "SignatureDoesNotMatch": 403,
     "InvalidClientTokenId": 403,
+    "MissingAuthenticationToken": 403,
     "OptInRequired": 403,
     "Blocked": 403,
     "DryRunOperation": 412,
@@ -72,13 +73,23 @@ class DryRunOperation(ClientError):
     """A DryRun request that would have succeeded."""
 
     def __init__(self) -> None:
-        super().__init__(
-            "DryRunOperation", "Request would have succeeded, but DryRun flag is set."
-        )
+        super().__init__("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
 
 
 class ServerError(Ec2Error):
     """Our fault: the client may retry."""
+
+
+_AUTH_CODES = frozenset(
+    {
+        "AuthFailure",
+        "SignatureDoesNotMatch",
+        "RequestExpired",
+        "InvalidClientTokenId",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+    }
+)
 
 
 def error(code: str, message: str) -> Ec2Error:
@@ -86,7 +97,7 @@ def error(code: str, message: str) -> Ec2Error:
     status = STATUS_BY_CODE.get(code, 400)
     if status >= 500:
         return ServerError(code, message, status)
-    if code in {"AuthFailure", "SignatureDoesNotMatch", "RequestExpired", "InvalidClientTokenId"}:
+    if code in _AUTH_CODES:
         return AuthError(code, message, status)
     if code == "UnauthorizedOperation":
         return PermissionDenied(code, message, status)
@@ -100,9 +111,7 @@ def invalid_parameter(message: str) -> ClientError:
 
 def missing_parameter(name: str) -> ClientError:
     """MissingParameter: a required member is absent."""
-    return ClientError(
-        "MissingParameter", f"The request must contain the parameter {name}"
-    )
+    return ClientError("MissingParameter", f"The request must contain the parameter {name}")
 
 
 def unauthorized(action: str) -> PermissionDenied:
@@ -121,4 +130,4 @@ def not_found(resource_id: str, message: str | None = None) -> ClientError:
 def malformed(resource_id: str, prefix: str) -> ClientError:
     """The ``.Malformed`` code for a resource id that does not have the expected form."""
     code = RESOURCE_CODES.get(prefix, ("", "InvalidID"))[1] or "InvalidID"
-    return ClientError(code, f"Invalid id: \"{resource_id}\" (expecting \"{prefix}-...\")")
+    return ClientError(code, f'Invalid id: "{resource_id}" (expecting "{prefix}-...")')

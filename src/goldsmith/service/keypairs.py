@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -106,7 +106,11 @@ class KeyPairService:
             raise invalid_parameter(f"Value ({key_type}) for parameter KeyType is invalid.")
         if key_format not in KEY_FORMATS:
             raise invalid_parameter(f"Value ({key_format}) for parameter KeyFormat is invalid.")
-        key = keymaterial.generate_key(key_type, key_format)
+        key = keymaterial.generate_key(
+            cast(keymaterial.KeyType, key_type),
+            cast(keymaterial.KeyFormat, key_format),
+            comment=name,
+        )
         row, tags = self._store(ctx, name, key_type, key.fingerprint, key.public_key, params)
         return {
             "KeyName": name,
