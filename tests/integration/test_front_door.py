@@ -155,3 +155,14 @@ def test_dry_run(ec2: Any) -> None:
 def test_first_start_credentials_file_is_private(server: Server) -> None:
     mode = (server.data_dir / "admin-credentials").stat().st_mode & 0o777
     assert mode == 0o600
+
+
+def test_secrets_never_reach_the_log(server: Server, account: Creds) -> None:
+    server.client(account).describe_regions()
+    bad = Creds(account.account_id, account.access_key_id, "y" * 40)
+    with pytest.raises(ClientError):
+        server.client(bad).describe_regions()
+    log = server.log_path.read_text()
+    assert f"account={account.account_id}" in log  # requests are being logged
+    for secret in (account.secret_access_key, server.admin.secret_access_key, "y" * 40):
+        assert secret not in log
