@@ -27,8 +27,9 @@ says: EC2 hashes the DER encoding (``openssl pkey -pubout -outform DER | openssl
 Private key material, as EC2 returns it: RSA keys are 2048-bit, PEM PKCS#1 (``-----BEGIN RSA
 PRIVATE KEY-----``); ED25519 keys are in the OpenSSH private key format; ``ppk`` is an
 unencrypted ``PuTTY-User-Key-File-2``. EC2's ``KeyMaterial`` ends without a newline (see the
-API reference's example response), and so does ours. Whoever writes it to a file must add one: OpenSSH refuses an OpenSSH-format
-key without it ("error in libcrypto"), which is why ``aws ... --output text`` adds it.
+API reference's example response), and so does ours. Whoever writes it to a file must add
+one: OpenSSH refuses an OpenSSH-format key without it ("error in libcrypto"), which is why
+``aws ... --output text`` adds it.
 
 ImportKeyPair accepts (EC2 User Guide, "import the public key to Amazon EC2"):
 
