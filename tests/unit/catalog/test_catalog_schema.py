@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import goldsmith.catalog
 from goldsmith.catalog.db import Catalog
 from goldsmith.catalog.schema import metadata
 
 
+def _import_every_table_module() -> None:
+    """Tables live in several catalog modules; all must be registered on ``metadata``."""
+    for module in pkgutil.iter_modules(goldsmith.catalog.__path__, "goldsmith.catalog."):
+        importlib.import_module(module.name)
+
+
 def test_migrations_match_declared_schema(tmp_path: Path) -> None:
+    _import_every_table_module()
     catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
     assert catalog.current_revision() is None
     catalog.migrate()
