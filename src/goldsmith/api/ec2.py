@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -65,6 +66,15 @@ def _form(request: Request, body: bytes) -> dict[str, str]:
     return dict(pairs)
 
 
+@dataclass
+class _Outcome:
+    """What the access log line reports about a request."""
+
+    action: str = "-"
+    account: str = "-"
+    status: int = 500
+
+
 class Ec2Endpoint:
     """The ASGI-facing handler for ``/`` (the EC2 Query API)."""
 
@@ -76,28 +86,38 @@ class Ec2Endpoint:
     async def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
-        action, account, status = "-", "-", 500
+        outcome = _Outcome()
         try:
             body = await self._read_body(request)
-            caller = await anyio.to_thread.run_sync(self._authenticate, request, body)
-            account = caller.account_id
-            form = _form(request, body)
-            action = form.get("Action", "-")[:64]
-            payload = await anyio.to_thread.run_sync(self._run, caller, form, request_id)
-            status = 200
+            # One hop to a worker thread for everything that may block (catalog lookups).
+            payload = await anyio.to_thread.run_sync(
+                self._serve, request, body, request_id, outcome
+            )
+            outcome.status = 200
             return Response(payload, status_code=200, media_type=XML)
         except Ec2Error as exc:
-            status = exc.status
+            outcome.status = exc.status
             return self._error(exc.code, exc.message, exc.status, request_id)
         except Exception:
-            log.exception("internal error in request %s (%s)", request_id, action)
-            status = 500
+            log.exception("internal error in request %s (%s)", request_id, outcome.action)
             return self._error("InternalError", "An internal error has occurred.", 500, request_id)
         finally:
             elapsed = (time.perf_counter() - started) * 1000
             log.info(
-                "%s %s account=%s status=%d %.1fms", request_id, action, account, status, elapsed
+                "%s %s account=%s status=%d %.1fms",
+                request_id,
+                outcome.action,
+                outcome.account,
+                outcome.status,
+                elapsed,
             )
+
+    def _serve(self, request: Request, body: bytes, request_id: str, outcome: _Outcome) -> bytes:
+        caller = self._authenticate(request, body)
+        outcome.account = caller.account_id
+        form = _form(request, body)
+        outcome.action = form.get("Action", "-")[:64]
+        return self._run(caller, form, request_id)
 
     async def _read_body(self, request: Request) -> bytes:
         chunks: list[bytes] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from goldsmith import __version__
@@ -36,4 +38,6 @@ _mount_optional()
 
 
 def main() -> None:
+    # Catalogs, chunk stores and credentials are private to the account running Goldsmith.
+    os.umask(0o077)
     app()

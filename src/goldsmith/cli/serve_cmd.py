@@ -88,6 +88,7 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     services = build_services(settings)
     endpoint = f"http://{settings.host}:{settings.port}"
