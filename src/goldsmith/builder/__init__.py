@@ -1,0 +1,1 @@
+"""builder layer: platform base images built from distribution packages."""
