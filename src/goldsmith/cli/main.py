@@ -7,7 +7,7 @@ import os
 import typer
 
 from goldsmith import __version__
-from goldsmith.cli import accounts_cmd, docs_cmd, serve_cmd
+from goldsmith.cli import accounts_cmd, docs_cmd, serve_cmd, store_cmd
 
 app = typer.Typer(
     help="Goldsmith: a self-hosted machine-image service that speaks EC2.",
@@ -17,24 +17,13 @@ app = typer.Typer(
 app.command("serve")(serve_cmd.serve)
 app.add_typer(accounts_cmd.app, name="accounts")
 app.add_typer(docs_cmd.app, name="docs")
+app.add_typer(store_cmd.app, name="store")
 
 
 @app.command("version")
 def version() -> None:
     """Print Goldsmith's version."""
     typer.echo(__version__)
-
-
-def _mount_optional() -> None:
-    """Mount sub-apps whose modules exist (the store commands land separately)."""
-    try:
-        from goldsmith.cli import store_cmd
-    except ImportError:
-        return
-    app.add_typer(store_cmd.app, name="store")
-
-
-_mount_optional()
 
 
 def main() -> None:

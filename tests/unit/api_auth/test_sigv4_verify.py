@@ -229,7 +229,7 @@ def test_no_credentials_is_ec2s_missing_parameter() -> None:
 
 def test_no_credentials_for_other_services_is_missing_authentication_token() -> None:
     req = IncomingRequest("GET", ENDPOINT + "snapshots", {"Host": "127.0.0.1:4566"}, b"")
-    refused(req, "MissingAuthenticationToken", 400, service="ebs")
+    refused(req, "MissingAuthenticationToken", 403, service="ebs")
 
 
 def test_unknown_key_is_auth_failure() -> None:
