@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import sys
 import tempfile
 import time
@@ -25,6 +24,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit
 from harness import Server, start_server, stop_server
 
 
@@ -79,31 +80,6 @@ def populate(conn: Connection, tags: int) -> None:
         conn.call(params)
 
 
-def emit(
-    metric: str,
-    value: float,
-    unit: str,
-    baseline: float | None,
-    ratio: float | None,
-    target: float | None,
-    ok: bool | None,
-) -> None:
-    print(
-        json.dumps(
-            {
-                "metric": metric,
-                "value": round(value, 3),
-                "unit": unit,
-                "baseline": None if baseline is None else round(baseline, 3),
-                "ratio": None if ratio is None else round(ratio, 2),
-                "target": target,
-                "ok": ok,
-            }
-        ),
-        flush=True,
-    )
-
-
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -130,16 +106,15 @@ def main() -> None:
                 },
             }
             floor_p50 = pct(floor, 0.5)
-            emit("http_floor_p50", floor_p50, "ms", None, None, None, None)
+            emit("http_floor_p50", floor_p50, "ms")
             for name, params in ops.items():
                 samples = timed(lambda p=params: conn.call(p), count)  # type: ignore[misc]
                 p50, p99 = pct(samples, 0.5), pct(samples, 0.99)
-                rps = len(samples) / sum(samples)
                 # Targets: an interactive API answers list calls in tens of milliseconds.
-                target = 50.0 if name == "describe_key_pairs" else 250.0
-                emit(f"{name}_rps", rps, "req/s", 1000 / floor_p50, None, None, None)
-                emit(f"{name}_p50", p50, "ms", floor_p50, p50 / floor_p50, target, p50 <= target)
-                emit(f"{name}_p99", p99, "ms", floor_p50, p99 / floor_p50, None, None)
+                target = "<=50" if name == "describe_key_pairs" else "<=250"
+                emit(f"{name}_rps", len(samples) / sum(samples), "req/s", 1000 / floor_p50)
+                emit(f"{name}_p50", p50, "ms", floor_p50, target, on="value")
+                emit(f"{name}_p99", p99, "ms", floor_p50)
         finally:
             stop_server(server.proc)
 
