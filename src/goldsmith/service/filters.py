@@ -9,6 +9,11 @@ tags. Semantics, as in EC2:
 * a getter may return one value or several (a resource matches when any of them does);
   booleans compare as ``true``/``false``, timestamps as ISO 8601 with milliseconds;
 * a name the spec does not know is an ``InvalidParameterValue`` error, never a silent match.
+
+Pushdown: a spec may also give SQL hooks (filter name → values → a condition). Hooks only
+*narrow* what a query fetches — they must match a superset of what the predicate accepts
+(a ``LIKE`` may be case-insensitive, for one) — and the predicate still decides, so a hook
+can speed a filter up but never change its meaning.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from goldsmith.service.errors import invalid_parameter
 T = TypeVar("T")
 Getter = Callable[[T], Any]
 Predicate = Callable[[T], bool]
+#: values of one filter → a SQL condition (a superset of the predicate's matches).
+SqlHook = Callable[[Sequence[str]], Any]
+#: tag key (of ``tag:<key>``) and its values → a SQL condition.
+SqlTagHook = Callable[[str, Sequence[str]], Any]
 
 
 def format_value(value: Any) -> str:
@@ -54,6 +63,31 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
+def like_pattern(value: str) -> str | None:
+    """An EC2 filter value as a SQL ``LIKE`` pattern (escape ``\\``), None if it has no wildcard.
+
+    ``*`` → ``%``, ``?`` → ``_``; literal ``%``, ``_`` and ``\\`` are escaped.
+    """
+    out: list[str] = []
+    wild = False
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "\\")
+            out.append("\\" + escaped if escaped in "%_\\" else escaped)
+        elif char in "*?":
+            wild = True
+            out.append("%" if char == "*" else "_")
+        else:
+            out.append("\\" + char if char in "%_" else char)
+    return "".join(out) if wild else None
+
+
+def literal_value(value: str) -> str:
+    """An EC2 filter value without wildcards, its ``\\`` escapes removed."""
+    return re.sub(r"\\(.)", r"\1", value, flags=re.DOTALL)
+
+
 def _values_of(raw: Any) -> list[str]:
     if raw is None:
         return []
@@ -72,6 +106,8 @@ class FilterSpec(Generic[T]):
 
     getters: Mapping[str, Getter[T]]
     tags: Callable[[T], Mapping[str, str]] | None = None
+    sql: Mapping[str, SqlHook] = field(default_factory=dict)
+    sql_tag: SqlTagHook | None = None
     names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,9 +128,8 @@ class FilterSpec(Generic[T]):
             raise invalid_parameter(f"The filter '{name}' is invalid")
         return lambda item: _any_match(patterns, _values_of(getter(item)))
 
-    def compile(self, filters: Sequence[Mapping[str, Any]] | None) -> Predicate[T]:
-        """A predicate for the request's ``Filters`` list (validates every filter first)."""
-        predicates: list[Predicate[T]] = []
+    def _checked(self, filters: Sequence[Mapping[str, Any]] | None) -> list[tuple[str, list[str]]]:
+        out: list[tuple[str, list[str]]] = []
         for spec in filters or ():
             name = spec.get("Name")
             if not name:
@@ -104,8 +139,29 @@ class FilterSpec(Generic[T]):
                 raise invalid_parameter(f"The filter '{name}' must have at least one value")
             if len(values) > 200:
                 raise invalid_parameter(f"The filter '{name}' has too many values (max 200)")
-            predicates.append(self._one(name, [compile_pattern(str(v)) for v in values]))
+            out.append((str(name), [str(v) for v in values]))
+        return out
+
+    def compile(self, filters: Sequence[Mapping[str, Any]] | None) -> Predicate[T]:
+        """A predicate for the request's ``Filters`` list (validates every filter first)."""
+        predicates = [
+            self._one(name, [compile_pattern(v) for v in values])
+            for name, values in self._checked(filters)
+        ]
         return lambda item: all(p(item) for p in predicates)
+
+    def pushdown(self, filters: Sequence[Mapping[str, Any]] | None) -> list[Any]:
+        """SQL conditions narrowing a query for the filters that have hooks (AND them).
+
+        Call :meth:`compile` too: the predicate is what decides (see the module docstring).
+        """
+        out: list[Any] = []
+        for name, values in self._checked(filters):
+            if name.startswith("tag:") and self.sql_tag is not None:
+                out.append(self.sql_tag(name[4:], values))
+            elif name in self.sql:
+                out.append(self.sql[name](values))
+        return out
 
     def apply(self, items: Iterable[T], filters: Sequence[Mapping[str, Any]] | None) -> list[T]:
         """The items matching every filter, in their original order."""
