@@ -94,6 +94,9 @@ class World:
         creds = self.accounts.create_account()
         return RequestContext(creds.account_id, REGION)
 
+    def ctx_of(self, account_id: str) -> RequestContext:
+        return RequestContext(account_id, REGION)
+
     def call(self, ctx: RequestContext, action: str, **params: Any) -> dict[str, Any]:
         return dispatch(self.operations, ctx, action, params)
 
