@@ -17,6 +17,7 @@ from goldsmith.service.keypairs import KeyPairService
 from goldsmith.service.operations import Operation
 from goldsmith.service.pagination import Paginator
 from goldsmith.service.regions import RegionService
+from goldsmith.service.snapshots import SnapshotService
 from goldsmith.service.tags import TagService
 
 
@@ -30,6 +31,7 @@ class Services:
     regions: RegionService
     tags: TagService
     keypairs: KeyPairService
+    snapshots: SnapshotService
     operations: dict[str, Operation]
 
     def close(self) -> None:
@@ -76,6 +78,7 @@ def build_services(settings: Settings, catalog: Catalog | None = None) -> Servic
         regions=RegionService(catalog, settings.regions, f"{settings.host}:{settings.port}"),
         tags=tags,
         keypairs=KeyPairService(catalog, tags),
+        snapshots=SnapshotService(catalog, tags, settings),
         operations={},
     )
     services.operations.update({op.name: op for op in _operations(services)})
