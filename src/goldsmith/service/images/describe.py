@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
 
 from goldsmith.catalog import images as rows
 from goldsmith.catalog.images import image_block_devices, image_launch_permissions, images
@@ -118,6 +120,49 @@ def _getters() -> dict[str, Callable[[ImageView], Any]]:
     }
 
 
+class _PrefixRange(ColumnElement[bool]):
+    """``column`` starts with ``prefix``, as an index-friendly range where that is exact.
+
+    On SQLite (binary collation) ``prefix <= column < prefix + U+10FFFF`` holds exactly for
+    strings starting with ``prefix``; elsewhere collations may order differently, so the
+    construct compiles to TRUE there and the ``LIKE`` beside it does the narrowing.
+    """
+
+    inherit_cache = True
+    type = sa.Boolean()
+
+    def __init__(self, column: Any, prefix: str) -> None:
+        self.column = column
+        self.prefix = prefix
+
+
+@compiles(_PrefixRange)
+def _prefix_default(element: _PrefixRange, compiler: Any, **kw: Any) -> str:
+    return "1 = 1"
+
+
+@compiles(_PrefixRange, "sqlite")
+def _prefix_sqlite(element: _PrefixRange, compiler: Any, **kw: Any) -> str:
+    low = sa.literal(element.prefix, sa.String())
+    high = sa.literal(element.prefix + "\U0010ffff", sa.String())
+    clause = sa.and_(element.column >= low, element.column < high)
+    return str(compiler.process(clause, **kw))
+
+
+def _literal_prefix(value: str) -> str:
+    """The characters before the first unescaped wildcard, escapes removed."""
+    out: list[str] = []
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            out.append(next(chars, "\\"))
+        elif char in "*?":
+            break
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def match_column(column: Any, values: Sequence[str]) -> Any:
     """``column`` equal to / ``LIKE`` any of the EC2 filter ``values`` (a superset)."""
     terms = []
@@ -125,8 +170,10 @@ def match_column(column: Any, values: Sequence[str]) -> Any:
         pattern = like_pattern(value)
         if pattern is None:
             terms.append(column == literal_value(value))
-        else:
-            terms.append(column.like(pattern, escape="\\"))
+            continue
+        like = column.like(pattern, escape="\\")
+        prefix = _literal_prefix(value)
+        terms.append(sa.and_(_PrefixRange(column, prefix), like) if prefix else like)
     return sa.or_(*terms)
 
 
@@ -147,12 +194,11 @@ def _snapshot_hook(values: Sequence[str]) -> Any:
 
 
 def _tag_hook(key: str, values: Sequence[str]) -> Any:
+    # An IN over the (region, key, value) index, not a correlated EXISTS per image.
     inner = sa.select(tag_table.c.resource_id).where(
-        tag_table.c.region == images.c.region,
-        tag_table.c.key == key,
-        match_column(tag_table.c.value, values),
+        tag_table.c.key == key, match_column(tag_table.c.value, values)
     )
-    return sa.exists(inner.where(tag_table.c.resource_id == images.c.image_id))
+    return images.c.image_id.in_(inner)
 
 
 SPEC: FilterSpec[ImageView] = FilterSpec(
@@ -300,7 +346,10 @@ class Describer:
     def _stream(
         conn: sa.Connection, condition: Any, platform: str | None, alias: str
     ) -> Iterator[ImageView]:
-        query = images.select().where(condition).order_by(images.c.image_id)
+        # The inner query picks its best index (name, owner, tag, grants); the outer one walks
+        # the matching ids in order. One flat query would scan the primary key to avoid a sort.
+        matching = sa.select(images.c.image_id).where(condition)
+        query = images.select().where(images.c.image_id.in_(matching)).order_by(images.c.image_id)
         result = conn.execute(query)
         while batch := result.fetchmany(BATCH):
             ids = [r.image_id for r in batch]
