@@ -17,6 +17,7 @@ from goldsmith.service.keypairs import KeyPairService
 from goldsmith.service.operations import Operation
 from goldsmith.service.pagination import Paginator
 from goldsmith.service.regions import RegionService
+from goldsmith.service.snapshot_ops import SnapshotOperations
 from goldsmith.service.snapshots import SnapshotService
 from goldsmith.service.tags import TagService
 
@@ -32,6 +33,7 @@ class Services:
     tags: TagService
     keypairs: KeyPairService
     snapshots: SnapshotService
+    snapshot_ops: SnapshotOperations
     operations: dict[str, Operation]
 
     def close(self) -> None:
@@ -55,6 +57,32 @@ def _operations(s: Services) -> list[Operation]:
         Operation("CreateTags", s.tags.create_tags, "Add or overwrite tags on resources"),
         Operation("DeleteTags", s.tags.delete_tags, "Remove tags (by key or key and value)"),
         Operation("DescribeTags", s.tags.describe_tags, "List tags with filters and pagination"),
+        Operation(
+            "DescribeSnapshots",
+            s.snapshot_ops.describe_snapshots,
+            "List visible snapshots: ids, owners, restorable-by, filters, pagination",
+        ),
+        Operation("DeleteSnapshot", s.snapshot_ops.delete_snapshot, "Delete an unused snapshot"),
+        Operation(
+            "CopySnapshot",
+            s.snapshot_ops.copy_snapshot,
+            "Copy a snapshot within the region (shares its chunks)",
+        ),
+        Operation(
+            "DescribeSnapshotAttribute",
+            s.snapshot_ops.describe_snapshot_attribute,
+            "Read createVolumePermission or productCodes",
+        ),
+        Operation(
+            "ModifySnapshotAttribute",
+            s.snapshot_ops.modify_snapshot_attribute,
+            "Share a snapshot with accounts or everyone (createVolumePermission)",
+        ),
+        Operation(
+            "ResetSnapshotAttribute",
+            s.snapshot_ops.reset_snapshot_attribute,
+            "Remove every createVolumePermission grant",
+        ),
     ]
 
 
@@ -70,7 +98,9 @@ def build_services(settings: Settings, catalog: Catalog | None = None) -> Servic
     catalog = catalog or open_catalog(settings)
     with catalog.begin() as conn:
         secret = stored.get_or_create(conn, "pagination_secret", secrets.token_hex(32))
-    tags = TagService(catalog, Paginator(bytes.fromhex(secret)))
+    paginator = Paginator(bytes.fromhex(secret))
+    tags = TagService(catalog, paginator)
+    snapshots = SnapshotService(catalog, tags, settings)
     services = Services(
         settings=settings,
         catalog=catalog,
@@ -78,7 +108,8 @@ def build_services(settings: Settings, catalog: Catalog | None = None) -> Servic
         regions=RegionService(catalog, settings.regions, f"{settings.host}:{settings.port}"),
         tags=tags,
         keypairs=KeyPairService(catalog, tags),
-        snapshots=SnapshotService(catalog, tags, settings),
+        snapshots=snapshots,
+        snapshot_ops=SnapshotOperations(snapshots, paginator),
         operations={},
     )
     services.operations.update({op.name: op for op in _operations(services)})

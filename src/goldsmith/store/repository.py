@@ -11,6 +11,7 @@ This is the store's public face for the service layer::
     repo.restore("snap-2", "/vols/vol-2.raw")                     # sparse raw file
     repo.read("snap-2", offset, length)                           # random access, verified
     repo.diff("snap-1", "snap-2")                                 # changed chunk indexes
+    repo.copy_snapshot("snap-2", "snap-9")                         # new manifest, same chunks
     repo.delete_snapshot("snap-1"); repo.gc(); repo.check(); repo.usage()
 
 Snapshot ids are opaque to the store (letters, digits, ``.``, ``_``, ``-``, ≤ 128 chars).
@@ -23,7 +24,8 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from . import maintenance
@@ -36,7 +38,14 @@ from .errors import (
     SnapshotNotFoundError,
     StoreError,
 )
-from .formats import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, ChunkCodec, Manifest, RepoConfig
+from .formats import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_LEVEL,
+    ChunkCodec,
+    Manifest,
+    RepoConfig,
+    chunk_name,
+)
 from .local import LocalBackend
 from .locks import WRITER, LockManager
 from .maintenance import CheckReport, GcReport, UsageReport
@@ -149,6 +158,26 @@ class Repository:
         self.backend.delete(f"snapshots/{snapshot_id}")
         self.backend.flush()
 
+    def copy_snapshot(self, source: str, dest: str) -> Manifest:
+        """Make ``dest`` a copy of ``source``: a new manifest over the same chunks.
+
+        Nothing but the manifest is written, so a copy costs no chunk space. ``dest``'s
+        parent is ``source`` (one lineage: ``diff(source, dest)`` is empty). Taken under a
+        writer lock so GC cannot reclaim the chunks between reading and writing.
+        """
+        check_snapshot_id(dest)
+        lock = self.locks.acquire(WRITER, self.lock_wait)
+        try:
+            if self.exists(dest):
+                raise SnapshotExistsError(dest)
+            src = self.manifest(source)
+            copy = Manifest(dest, source, src.size, src.chunk_size, time.time(), dict(src.entries))
+            self.backend.put(f"snapshots/{dest}", copy.encode())
+            self.backend.flush()
+        finally:
+            lock.release()
+        return copy
+
     def open_writer(
         self, snapshot_id: str, size: int, *, parent: str | None = None
     ) -> SnapshotWriter:
@@ -158,6 +187,39 @@ class Repository:
         lock until ``complete``/``abort``.
         """
         return self._writer(snapshot_id, size, parent, inherit=True)
+
+    def resume_writer(
+        self,
+        snapshot_id: str,
+        size: int,
+        blocks: Mapping[int, bytes | None],
+        *,
+        parent: str | None = None,
+    ) -> tuple[SnapshotWriter, list[int]]:
+        """Reopen an interrupted block-by-block snapshot from its recorded blocks.
+
+        ``blocks``: index → digest of each block written before the interruption (None: the
+        block was written as zeros). Returns the writer (as ``open_writer`` would, with those
+        blocks set) and the indexes whose chunk is no longer stored (GC may reclaim chunks of
+        an upload whose writer died); those keep the parent's content until written again.
+        """
+        writer = self.open_writer(snapshot_id, size, parent=parent)
+        try:
+            named = {i: chunk_name(d) for i, d in blocks.items() if d is not None}
+            present = self.backend.has_many(named.values())
+            missing = sorted(i for i, name in named.items() if name not in present)
+            count = -(-size // self.chunk_size)
+            for index, d in blocks.items():
+                if not 0 <= index < count:
+                    raise ValueError(f"block index {index} out of range")
+                if d is None:
+                    writer.set_zero(index)
+                elif index not in missing:
+                    writer.entries[index] = d
+        except BaseException:
+            writer.abort()
+            raise
+        return writer, missing
 
     def _writer(
         self, snapshot_id: str, size: int, parent: str | None, inherit: bool
