@@ -13,6 +13,7 @@ See docs/design/platform-images.md.
 from goldsmith.builder._common import BuildError, Progress
 from goldsmith.builder.artifacts import DiskImage, KernelArtifacts
 from goldsmith.builder.kernel import build_kernel
+from goldsmith.builder.tiny import build_tiny
 
 __all__ = [
     "BuildError",
@@ -20,4 +21,5 @@ __all__ = [
     "KernelArtifacts",
     "Progress",
     "build_kernel",
+    "build_tiny",
 ]
