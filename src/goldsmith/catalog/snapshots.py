@@ -46,8 +46,9 @@ snapshots = sa.Table(
     sa.Column("data_bytes", sa.BigInteger()),
     sa.Column("stored_bytes", sa.BigInteger()),
     sa.Column("encrypted", sa.Boolean(), nullable=False),
-    sa.Column("client_token", sa.String(64)),
+    sa.Column("client_token", sa.String(255)),
     sa.Column("request_hash", sa.String(64)),
+    sa.Column("timeout_minutes", sa.Integer()),
     sa.Column("timeout_at", UtcDateTime()),
     sa.Column("source_snapshot_id", sa.String(32)),
     sa.Column("source_region", sa.String(32)),
@@ -74,6 +75,7 @@ snapshot_blocks = sa.Table(
     sa.Column("snapshot_id", sa.String(32), primary_key=True),
     sa.Column("block_index", sa.Integer(), primary_key=True),
     sa.Column("digest", sa.LargeBinary(32)),
+    sa.Column("checksum", sa.LargeBinary(32), nullable=False),
 )
 
 #: The group value EC2 uses for "every account".
@@ -103,6 +105,7 @@ class SnapshotRow:
     encrypted: bool
     client_token: str | None
     request_hash: str | None
+    timeout_minutes: int | None
     timeout_at: datetime | None
     source_snapshot_id: str | None
     source_region: str | None
@@ -242,24 +245,29 @@ def remove_permissions(
 # -- blocks of pending uploads ----------------------------------------------------------------
 
 
-def put_block(conn: sa.Connection, snapshot_id: str, index: int, digest: bytes | None) -> None:
-    """Record that block ``index`` was written (``digest`` None: all zeros)."""
+def put_block(
+    conn: sa.Connection, snapshot_id: str, index: int, digest: bytes | None, checksum: bytes
+) -> None:
+    """Record that block ``index`` was written (``digest`` None: all zeros; ``checksum``:
+    the SHA-256 of its bytes, for CompleteSnapshot's aggregate checksum)."""
     conn.execute(
         snapshot_blocks.delete().where(
             snapshot_blocks.c.snapshot_id == snapshot_id, snapshot_blocks.c.block_index == index
         )
     )
     conn.execute(
-        snapshot_blocks.insert().values(snapshot_id=snapshot_id, block_index=index, digest=digest)
+        snapshot_blocks.insert().values(
+            snapshot_id=snapshot_id, block_index=index, digest=digest, checksum=checksum
+        )
     )
 
 
-def blocks_of(conn: sa.Connection, snapshot_id: str) -> dict[int, bytes | None]:
-    """Every block written to a pending upload so far: index → digest (None for zeros)."""
-    query = sa.select(snapshot_blocks.c.block_index, snapshot_blocks.c.digest).where(
-        snapshot_blocks.c.snapshot_id == snapshot_id
-    )
-    return {r.block_index: r.digest for r in conn.execute(query)}
+def blocks_of(conn: sa.Connection, snapshot_id: str) -> dict[int, tuple[bytes | None, bytes]]:
+    """Every block written to a pending upload so far: index → (digest or None, checksum)."""
+    query = sa.select(
+        snapshot_blocks.c.block_index, snapshot_blocks.c.digest, snapshot_blocks.c.checksum
+    ).where(snapshot_blocks.c.snapshot_id == snapshot_id)
+    return {r.block_index: (r.digest, r.checksum) for r in conn.execute(query)}
 
 
 def forget_blocks(conn: sa.Connection, snapshot_id: str, indexes: Iterable[int] | None) -> None:

@@ -32,7 +32,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +210,7 @@ class SnapshotService:
         parent: str | None = None,
         client_token: str | None = None,
         request_fingerprint: str | None = None,
-        timeout_at: datetime | None = None,
+        timeout_minutes: int | None = None,
         source: tuple[str, str] | None = None,
     ) -> SnapshotRow:
         """A fresh ``pending`` row (not inserted) owned by the caller."""
@@ -234,7 +234,8 @@ class SnapshotService:
             encrypted=False,
             client_token=client_token,
             request_hash=request_fingerprint,
-            timeout_at=timeout_at,
+            timeout_minutes=timeout_minutes,
+            timeout_at=now() + timedelta(minutes=timeout_minutes) if timeout_minutes else None,
             source_snapshot_id=source[0] if source else None,
             source_region=source[1] if source else None,
             recycle_bin_enter=None,

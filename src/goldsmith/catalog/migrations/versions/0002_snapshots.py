@@ -35,8 +35,9 @@ def upgrade() -> None:
         sa.Column("data_bytes", sa.BigInteger()),
         sa.Column("stored_bytes", sa.BigInteger()),
         sa.Column("encrypted", sa.Boolean(), nullable=False),
-        sa.Column("client_token", sa.String(64)),
+        sa.Column("client_token", sa.String(255)),
         sa.Column("request_hash", sa.String(64)),
+        sa.Column("timeout_minutes", sa.Integer()),
         sa.Column("timeout_at", UtcDateTime()),
         sa.Column("source_snapshot_id", sa.String(32)),
         sa.Column("source_region", sa.String(32)),
@@ -61,4 +62,5 @@ def upgrade() -> None:
         sa.Column("snapshot_id", sa.String(32), primary_key=True),
         sa.Column("block_index", sa.Integer(), primary_key=True),
         sa.Column("digest", sa.LargeBinary(32)),
+        sa.Column("checksum", sa.LargeBinary(32), nullable=False),
     )
