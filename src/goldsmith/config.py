@@ -9,7 +9,8 @@ Settings come from three sources, later ones overriding earlier ones:
 3. command-line flags (passed to :func:`load_settings` as ``overrides``).
 
 Keys (TOML names; see docs/configuration.md): ``data_dir``, ``host``, ``port``,
-``database_url``, ``regions``, ``default_region``, ``max_clock_skew_seconds``.
+``database_url``, ``regions``, ``default_region``, ``max_clock_skew_seconds``,
+``platform_alias``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Settings:
     regions: tuple[str, ...] = ()
     default_region: str = DEFAULT_REGION
     max_clock_skew_seconds: int = 900
+    #: Owner alias of the platform account's images (``Owners=["amazon"]`` finds them).
+    platform_alias: str = "amazon"
 
     @property
     def catalog_url(self) -> str:

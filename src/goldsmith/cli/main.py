@@ -7,7 +7,15 @@ import os
 import typer
 
 from goldsmith import __version__
-from goldsmith.cli import accounts_cmd, docs_cmd, serve_cmd, store_cmd
+from goldsmith.cli import (
+    accounts_cmd,
+    docs_cmd,
+    images_cmd,
+    orgs_cmd,
+    platform_cmd,
+    serve_cmd,
+    store_cmd,
+)
 
 app = typer.Typer(
     help="Goldsmith: a self-hosted machine-image service that speaks EC2.",
@@ -18,6 +26,9 @@ app.command("serve")(serve_cmd.serve)
 app.add_typer(accounts_cmd.app, name="accounts")
 app.add_typer(docs_cmd.app, name="docs")
 app.add_typer(store_cmd.app, name="store")
+app.add_typer(images_cmd.app, name="images")
+app.add_typer(orgs_cmd.app, name="orgs")
+app.add_typer(platform_cmd.app, name="platform")
 
 
 @app.command("version")

@@ -2,7 +2,8 @@
 
 Every API request is signed with an access key; the key's account is the caller every
 permission check uses. Roles: ``admin`` (the account created on first start), ``platform``
-(owns the public base images, alias ``goldsmith``) and ``user``.
+(owns the public base images; alias ``amazon`` by default, the ``platform_alias`` setting)
+and ``user``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from goldsmith.catalog.db import Catalog
 ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
 ALIAS_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])?$")
 KEY_ID_RE = re.compile(r"^[A-Z0-9]{16,128}$")
-PLATFORM_ALIAS = "goldsmith"
+PLATFORM_ALIAS = "amazon"
 
 
 class AccountError(ValueError):
@@ -51,8 +52,9 @@ def _new_secret() -> str:
 class AccountService:
     """Admin operations on accounts and keys, and key lookup for authentication."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, platform_alias: str = PLATFORM_ALIAS) -> None:
         self._catalog = catalog
+        self._platform_alias = platform_alias
 
     def create_account(
         self,
@@ -155,7 +157,7 @@ class AccountService:
             has_platform = bool(rows.accounts_with_role(conn, "platform"))
             has_admin = bool(rows.accounts_with_role(conn, "admin"))
         if not has_platform:
-            self.create_account(alias=PLATFORM_ALIAS, role="platform")
+            self.create_account(alias=self._platform_alias, role="platform")
         if has_admin:
             return None
         return self.create_account(role="admin")

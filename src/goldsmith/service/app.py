@@ -13,6 +13,7 @@ from goldsmith.catalog import settings as stored
 from goldsmith.catalog.db import Catalog
 from goldsmith.config import Settings
 from goldsmith.service.accounts import AccountService
+from goldsmith.service.images import ImageService
 from goldsmith.service.keypairs import KeyPairService
 from goldsmith.service.operations import Operation
 from goldsmith.service.pagination import Paginator
@@ -34,6 +35,7 @@ class Services:
     keypairs: KeyPairService
     snapshots: SnapshotService
     snapshot_ops: SnapshotOperations
+    images: ImageService
     operations: dict[str, Operation]
 
     def close(self) -> None:
@@ -83,6 +85,7 @@ def _operations(s: Services) -> list[Operation]:
             s.snapshot_ops.reset_snapshot_attribute,
             "Remove every createVolumePermission grant",
         ),
+        *s.images.operations(),
     ]
 
 
@@ -104,12 +107,13 @@ def build_services(settings: Settings, catalog: Catalog | None = None) -> Servic
     services = Services(
         settings=settings,
         catalog=catalog,
-        accounts=AccountService(catalog),
+        accounts=AccountService(catalog, settings.platform_alias),
         regions=RegionService(catalog, settings.regions, f"{settings.host}:{settings.port}"),
         tags=tags,
         keypairs=KeyPairService(catalog, tags),
         snapshots=snapshots,
         snapshot_ops=SnapshotOperations(snapshots, paginator),
+        images=ImageService(catalog, tags, snapshots, paginator, settings.platform_alias),
         operations={},
     )
     services.operations.update({op.name: op for op in _operations(services)})

@@ -1,0 +1,390 @@
+"""``goldsmith images``: find, register, share and retire images — a client of the public API.
+
+Every command except ``register-kernel``/``register-ramdisk`` talks to a running server over
+the EC2 API with boto3, exactly like any other client: ``--endpoint`` (default
+http://127.0.0.1:4566), ``--region``, and credentials from the AWS environment variables,
+``--profile``, or the admin credentials in ``<data-dir>/admin-credentials``. The two
+register commands are admin commands: they snapshot a local file straight into the store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import boto3
+import typer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+from rich.table import Table
+
+from goldsmith.cli.common import (
+    CREDENTIALS_FILE,
+    DataDirOption,
+    JsonOption,
+    fail,
+    print_json,
+    settings_from,
+)
+from goldsmith.cli.serve_cmd import read_credentials
+
+app = typer.Typer(help="Find, register, share and retire images.", no_args_is_help=True)
+
+EndpointOption = Annotated[
+    str,
+    typer.Option("--endpoint", envvar="GOLDSMITH_ENDPOINT", help="The Goldsmith API URL."),
+]
+RegionOption = Annotated[str, typer.Option("--region", envvar="AWS_DEFAULT_REGION", help="Region.")]
+ProfileOption = Annotated[
+    str | None, typer.Option("--profile", help="AWS profile with the credentials.")
+]
+ImageArg = Annotated[str, typer.Argument(help="Image id (ami-…).")]
+DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
+
+
+def client(
+    endpoint: str, region: str, profile: str | None, data_dir: Path | None, service: str = "ec2"
+) -> Any:
+    """A boto3 client for the server: env/profile credentials, else the admin's file."""
+    session = boto3.session.Session(profile_name=profile, region_name=region)
+    kwargs: dict[str, Any] = {}
+    if session.get_credentials() is None:
+        settings = settings_from(data_dir)
+        creds = read_credentials(settings.data_dir / CREDENTIALS_FILE)
+        if creds is None:
+            raise fail("no credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile")
+        kwargs = {"aws_access_key_id": creds[0], "aws_secret_access_key": creds[1]}
+    config = Config(retries={"max_attempts": 2, "mode": "standard"})
+    return session.client(service, endpoint_url=endpoint, config=config, **kwargs)
+
+
+class _Api:
+    """Options shared by every API command, resolved once."""
+
+    def __init__(self, endpoint: str, region: str, profile: str | None, data_dir: Path | None):
+        self.ec2 = client(endpoint, region, profile, data_dir)
+
+    def call(self, action: str, **params: Any) -> Any:
+        try:
+            return getattr(self.ec2, action)(**params)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise fail(f"{error.get('Code')}: {error.get('Message')}") from exc
+        except BotoCoreError as exc:
+            raise fail(str(exc)) from exc
+
+
+def _api(endpoint: str, region: str, profile: str | None, data_dir: Path | None) -> _Api:
+    return _Api(endpoint, region, profile, data_dir)
+
+
+def _table(images: list[dict[str, Any]]) -> None:
+    table = Table("Image", "Name", "Owner", "State", "Arch", "Public", "Created", "Deprecation")
+    for image in images:
+        table.add_row(
+            image["ImageId"],
+            image.get("Name", ""),
+            image.get("ImageOwnerAlias") or image.get("OwnerId", ""),
+            image.get("State", ""),
+            image.get("Architecture", ""),
+            "yes" if image.get("Public") else "no",
+            str(image.get("CreationDate", ""))[:19],
+            str(image.get("DeprecationTime") or "")[:19],
+        )
+    Console().print(table)
+
+
+@app.command("list")
+def list_images(
+    owner: Annotated[
+        list[str] | None, typer.Option("--owner", help="self, an account id, or amazon.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name (wildcards * ?).")] = None,
+    filters: Annotated[
+        list[str] | None, typer.Option("--filter", help="NAME=VALUE[,VALUE] (repeatable).")
+    ] = None,
+    executable_by: Annotated[
+        list[str] | None, typer.Option("--executable-by", help="self, all or an account id.")
+    ] = None,
+    include_deprecated: Annotated[
+        bool,
+        typer.Option("--include-deprecated", help="Also list deprecated images of other accounts."),
+    ] = False,
+    include_disabled: Annotated[
+        bool, typer.Option("--include-disabled", help="Also list your disabled images.")
+    ] = False,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the images you can see (DescribeImages), as a table."""
+    params: dict[str, Any] = {
+        "IncludeDeprecated": include_deprecated,
+        "IncludeDisabled": include_disabled,
+    }
+    if owner:
+        params["Owners"] = owner
+    if executable_by:
+        params["ExecutableUsers"] = executable_by
+    wanted = [{"Name": "name", "Values": [name]}] if name else []
+    for spec in filters or []:
+        key, _, values = spec.partition("=")
+        if not values:
+            raise fail(f"--filter wants NAME=VALUE, got {spec!r}")
+        wanted.append({"Name": key, "Values": values.split(",")})
+    if wanted:
+        params["Filters"] = wanted
+    api = _api(endpoint, region, profile, data_dir)
+    images: list[dict[str, Any]] = []
+    for page in api.ec2.get_paginator("describe_images").paginate(**params):
+        images += page["Images"]
+    images.sort(key=lambda i: (i.get("Name", ""), i["ImageId"]))
+    if as_json:
+        print_json(images)
+    else:
+        _table(images)
+
+
+@app.command("show")
+def show(
+    image_id: ImageArg,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show one image in full (JSON)."""
+    api = _api(endpoint, region, profile, data_dir)
+    images = api.call(
+        "describe_images", ImageIds=[image_id], IncludeDeprecated=True, IncludeDisabled=True
+    )["Images"]
+    print_json(images[0] if images else {})
+
+
+@app.command("register")
+def register(
+    name: Annotated[str, typer.Option("--name", help="Image name (3-128 characters).")],
+    snapshot: Annotated[str, typer.Option("--snapshot", help="Root snapshot id (snap-…).")],
+    root_device: Annotated[
+        str, typer.Option("--root-device", help="Root device name.")
+    ] = "/dev/xvda",
+    architecture: Annotated[
+        str, typer.Option("--architecture", help="Architecture (x86_64, arm64, …).")
+    ] = "x86_64",
+    virtualization: Annotated[
+        str, typer.Option("--virtualization-type", help="hvm or paravirtual.")
+    ] = "hvm",
+    boot_mode: Annotated[
+        str | None, typer.Option("--boot-mode", help="legacy-bios, uefi or uefi-preferred.")
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Description (up to 255 characters).")
+    ] = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Register an EBS-backed image from a snapshot and print its id."""
+    params: dict[str, Any] = {
+        "Name": name,
+        "RootDeviceName": root_device,
+        "Architecture": architecture,
+        "VirtualizationType": virtualization,
+        "BlockDeviceMappings": [{"DeviceName": root_device, "Ebs": {"SnapshotId": snapshot}}],
+    }
+    if boot_mode:
+        params["BootMode"] = boot_mode
+    if description:
+        params["Description"] = description
+    api = _api(endpoint, region, profile, data_dir)
+    typer.echo(api.call("register_image", **params)["ImageId"])
+
+
+def _permission(account: str | None, org: str | None, ou: str | None) -> list[dict[str, str]]:
+    out = [{"UserId": a} for a in ([account] if account else [])]
+    out += [{"OrganizationArn": org}] if org else []
+    out += [{"OrganizationalUnitArn": ou}] if ou else []
+    if not out:
+        raise fail("give --account, --org-arn or --ou-arn")
+    return out
+
+
+AccountOpt = Annotated[str | None, typer.Option("--account", help="Account id.")]
+OrgOpt = Annotated[str | None, typer.Option("--org-arn", help="Organization ARN.")]
+OuOpt = Annotated[str | None, typer.Option("--ou-arn", help="Organizational unit ARN.")]
+
+
+@app.command("share")
+def share(
+    image_id: ImageArg,
+    account: AccountOpt = None,
+    org: OrgOpt = None,
+    ou: OuOpt = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Grant launch permission to an account, organization or OU."""
+    api = _api(endpoint, region, profile, data_dir)
+    grants = _permission(account, org, ou)
+    api.call("modify_image_attribute", ImageId=image_id, LaunchPermission={"Add": grants})
+    typer.echo(f"{image_id}: shared")
+
+
+@app.command("unshare")
+def unshare(
+    image_id: ImageArg,
+    account: AccountOpt = None,
+    org: OrgOpt = None,
+    ou: OuOpt = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Remove a launch permission."""
+    api = _api(endpoint, region, profile, data_dir)
+    grants = _permission(account, org, ou)
+    api.call("modify_image_attribute", ImageId=image_id, LaunchPermission={"Remove": grants})
+    typer.echo(f"{image_id}: unshared")
+
+
+@app.command("make-public")
+def make_public(
+    image_id: ImageArg,
+    private: Annotated[bool, typer.Option("--private", help="Make it private again.")] = False,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Share an image with everyone (or stop, with --private)."""
+    api = _api(endpoint, region, profile, data_dir)
+    change = {"Remove" if private else "Add": [{"Group": "all"}]}
+    api.call("modify_image_attribute", ImageId=image_id, LaunchPermission=change)
+    typer.echo(f"{image_id}: {'private' if private else 'public'}")
+
+
+@app.command("deprecate")
+def deprecate(
+    image_id: ImageArg,
+    at: Annotated[
+        str | None, typer.Option("--at", help="ISO 8601 time (default: one minute from now).")
+    ] = None,
+    cancel: Annotated[bool, typer.Option("--cancel", help="Cancel deprecation.")] = False,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Deprecate an image at a time (or cancel it)."""
+    api = _api(endpoint, region, profile, data_dir)
+    if cancel:
+        api.call("disable_image_deprecation", ImageId=image_id)
+        typer.echo(f"{image_id}: deprecation cancelled")
+        return
+    when = datetime.fromisoformat(at) if at else datetime.now(UTC) + timedelta(minutes=1)
+    api.call("enable_image_deprecation", ImageId=image_id, DeprecateAt=when)
+    typer.echo(f"{image_id}: deprecated at {when.isoformat()}")
+
+
+def _simple(action: str, done: str) -> Any:
+    def command(
+        image_id: ImageArg,
+        endpoint: EndpointOption = DEFAULT_ENDPOINT,
+        region: RegionOption = "us-east-1",
+        profile: ProfileOption = None,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        _api(endpoint, region, profile, data_dir).call(action, ImageId=image_id)
+        typer.echo(f"{image_id}: {done}")
+
+    return command
+
+
+app.command("disable", help="Disable an image (it stops being listed, launched or shared).")(
+    _simple("disable_image", "disabled")
+)
+app.command("enable", help="Re-enable a disabled image.")(_simple("enable_image", "enabled"))
+app.command("restore", help="Restore an image from the recycle bin.")(
+    _simple("restore_image_from_recycle_bin", "restored")
+)
+
+
+@app.command("deregister")
+def deregister(
+    image_id: ImageArg,
+    delete_snapshots: Annotated[
+        bool, typer.Option("--delete-snapshots", help="Also delete its snapshots.")
+    ] = False,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Deregister an image (into the recycle bin when a retention rule applies)."""
+    api = _api(endpoint, region, profile, data_dir)
+    out = api.call("deregister_image", ImageId=image_id, DeleteAssociatedSnapshots=delete_snapshots)
+    typer.echo(f"{image_id}: deregistered")
+    for result in out.get("DeleteSnapshotResults", []):
+        typer.echo(f"  {result['SnapshotId']}: {result['ReturnCode']}")
+
+
+# Admin commands (offline: they open the catalog and the store directly) ---------------------
+
+
+def _register_file(
+    kind: str, path: Path, name: str | None, account: str, region: str, data_dir: Path | None
+) -> None:
+    from goldsmith.service.app import build_services
+    from goldsmith.service.context import RequestContext
+    from goldsmith.service.errors import Ec2Error
+
+    if not path.is_file():
+        raise fail(f"no such file: {path}")
+    services = build_services(settings_from(data_dir))
+    try:
+        image = services.images.register_file(
+            RequestContext(account, region), path, image_type=kind, name=name or path.name
+        )
+    except Ec2Error as exc:
+        raise fail(f"{exc.code}: {exc.message}") from exc
+    finally:
+        services.close()
+    typer.echo(image.image_id)
+
+
+FileArg = Annotated[Path, typer.Argument(help="The kernel or ramdisk file.")]
+NameOpt = Annotated[str | None, typer.Option("--name", help="Image name (default: file name).")]
+OwnerOpt = Annotated[str, typer.Option("--account", help="Owner account id.")]
+AdminRegion = Annotated[str, typer.Option("--region", help="Region.")]
+
+
+@app.command("register-kernel")
+def register_kernel(
+    path: FileArg,
+    account: OwnerOpt,
+    name: NameOpt = None,
+    region: AdminRegion = "us-east-1",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Admin: snapshot a kernel file and register it as a kernel image (aki-…)."""
+    _register_file("kernel", path, name, account, region, data_dir)
+
+
+@app.command("register-ramdisk")
+def register_ramdisk(
+    path: FileArg,
+    account: OwnerOpt,
+    name: NameOpt = None,
+    region: AdminRegion = "us-east-1",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Admin: snapshot an initramfs file and register it as a ramdisk image (ari-…)."""
+    _register_file("ramdisk", path, name, account, region, data_dir)
