@@ -8,6 +8,8 @@ repository layer relies only on this contract, which an S3-compatible object sto
   (the repository only does so for lock blobs).
 * ``flush`` is the durability barrier: every ``put`` that returned before it survives a power
   loss once it returns (a no-op where ``put`` is already durable, as on S3).
+* ``get_range`` reads part of a blob (an S3 ranged GET); a negative offset counts from the
+  end (a suffix range), and a range reaching past the end is cut short.
 * ``has_many`` is the batched existence check (one request per batch on remote stores).
 * ``list`` yields every visible blob under a prefix with size and modification time; blobs of
   interrupted puts are never listed.
@@ -61,6 +63,15 @@ class Backend(ABC):
     @abstractmethod
     def get(self, name: str) -> bytes:
         """Return the blob's bytes; raise ``BlobNotFoundError`` if it does not exist."""
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of the blob at ``offset`` (negative: from the end), cut at its end.
+
+        ``BlobNotFoundError`` if it does not exist. The default reads the whole blob.
+        """
+        blob = self.get(name)
+        start = max(len(blob) + offset, 0) if offset < 0 else offset
+        return blob[start : start + length]
 
     @abstractmethod
     def has_many(self, names: Iterable[str]) -> set[str]:

@@ -1,4 +1,4 @@
-"""Encodings of the repository's blobs: config, chunk (v1) and manifest (v1).
+"""Encodings of the repository's blobs: config (v1, v2), chunk (v1), manifest (v1), pack (v1).
 
 The byte layouts are specified in docs/design/store.md; this module is their only
 implementation. Decoders raise ``FormatError`` for an unknown version and ``ValueError``
@@ -21,10 +21,17 @@ import zstandard
 from .backend import BytesLike
 from .errors import FormatError
 
-FORMAT_VERSION = 1
+#: Repository (config) format written by new repositories: 2 = chunks in pack files.
+FORMAT_VERSION = 2
+#: Config versions this code reads: 1 = one blob per chunk ("loose"), 2 = packs.
+SUPPORTED_VERSIONS = (1, 2)
+LAYOUT_LOOSE = "loose"
+LAYOUT_PACKS = "packs"
+MANIFEST_VERSION = 1
 HASH_SIZE = 32
 DEFAULT_CHUNK_SIZE = 512 * 1024
 DEFAULT_LEVEL = 1
+DEFAULT_PACK_SIZE = 8 * 1024 * 1024
 
 CHUNK_MAGIC = b"GSCK"
 CHUNK_HEADER = struct.Struct("<4sBBHI")
@@ -34,6 +41,13 @@ CODEC_ZSTD = 1
 MANIFEST_MAGIC = b"GSMF"
 MANIFEST_HEAD = struct.Struct("<4sHI")
 MANIFEST_ENTRY = struct.Struct("<I32s")
+
+PACK_MAGIC = b"GSPK"
+PACK_VERSION = 1
+#: index entry: chunk digest, record offset (u64 LE), record length (u32 LE)
+PACK_ENTRY = struct.Struct("<32sQI")
+#: footer: magic, version (u16), reserved (u16), entry count (u32), BLAKE3 of the entries
+PACK_FOOTER = struct.Struct("<4sHHI32s")
 
 
 def digest(data: BytesLike) -> bytes:
@@ -59,19 +73,45 @@ def digest_of_name(name: str) -> bytes | None:
     return d if parts[1] == parts[2][:2] else None
 
 
+def pack_name(pack_id: str) -> str:
+    """The blob name of a pack: ``packs/<first byte hex>/<32 hex>``."""
+    return f"packs/{pack_id[:2]}/{pack_id}"
+
+
+def is_pack_name(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        len(parts) == 3
+        and parts[0] == "packs"
+        and len(parts[2]) == 32
+        and parts[1] == parts[2][:2]
+        and all(c in "0123456789abcdef" for c in parts[2])
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RepoConfig:
-    """The repository's fixed parameters (the ``config`` blob)."""
+    """The repository's fixed parameters (the ``config`` blob).
+
+    ``version`` 1: every chunk is its own blob (``chunks/``); 2: chunks live in pack files
+    (``packs/``) of about ``pack_size`` bytes.
+    """
 
     chunk_size: int = DEFAULT_CHUNK_SIZE
     level: int = DEFAULT_LEVEL
     repo_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: float = field(default_factory=time.time)
+    version: int = FORMAT_VERSION
+    pack_size: int = DEFAULT_PACK_SIZE
+
+    @property
+    def layout(self) -> str:
+        return LAYOUT_LOOSE if self.version == 1 else LAYOUT_PACKS
 
     def encode(self) -> bytes:
-        doc = {
+        doc: dict[str, object] = {
             "format": "goldsmith-store",
-            "version": FORMAT_VERSION,
+            "version": self.version,
             "chunk_size": self.chunk_size,
             "hash": "blake3",
             "compression": "zstd",
@@ -79,6 +119,9 @@ class RepoConfig:
             "created": self.created,
             "id": self.repo_id,
         }
+        if self.version >= 2:
+            doc["layout"] = LAYOUT_PACKS
+            doc["pack_size"] = self.pack_size
         return json.dumps(doc, indent=1).encode() + b"\n"
 
     @classmethod
@@ -88,11 +131,20 @@ class RepoConfig:
             fmt, version = doc["format"], doc["version"]
         except (ValueError, KeyError, TypeError) as exc:
             raise FormatError(f"unreadable repository config: {exc}") from exc
-        if fmt != "goldsmith-store" or version != FORMAT_VERSION:
+        if fmt != "goldsmith-store" or version not in SUPPORTED_VERSIONS:
             raise FormatError(f"unsupported repository format {fmt!r} version {version!r}")
         if doc.get("hash") != "blake3" or doc.get("compression") != "zstd":
             raise FormatError("unsupported hash or compression in repository config")
-        return cls(int(doc["chunk_size"]), int(doc["level"]), str(doc["id"]), float(doc["created"]))
+        if version >= 2 and doc.get("layout") != LAYOUT_PACKS:
+            raise FormatError(f"unsupported repository layout {doc.get('layout')!r}")
+        return cls(
+            int(doc["chunk_size"]),
+            int(doc["level"]),
+            str(doc["id"]),
+            float(doc["created"]),
+            int(version),
+            int(doc.get("pack_size", DEFAULT_PACK_SIZE)),
+        )
 
 
 class ChunkCodec:
@@ -184,7 +236,7 @@ class Manifest:
             },
             sort_keys=True,
         ).encode()
-        parts = [MANIFEST_HEAD.pack(MANIFEST_MAGIC, FORMAT_VERSION, len(header)), header]
+        parts = [MANIFEST_HEAD.pack(MANIFEST_MAGIC, MANIFEST_VERSION, len(header)), header]
         parts.extend(MANIFEST_ENTRY.pack(i, self.entries[i]) for i in sorted(self.entries))
         body = b"".join(parts)
         return body + digest(body)
@@ -198,7 +250,7 @@ class Manifest:
         magic, version, hlen = MANIFEST_HEAD.unpack_from(body)
         if magic != MANIFEST_MAGIC:
             raise ValueError("bad manifest magic")
-        if version != FORMAT_VERSION:
+        if version != MANIFEST_VERSION:
             raise FormatError(f"unsupported manifest version {version}")
         if digest(body) != trailer:
             raise ValueError("manifest checksum mismatch (truncated or altered)")
@@ -219,3 +271,46 @@ class Manifest:
             float(h["created"]),
             entries,
         )
+
+
+def encode_pack_index(entries: list[tuple[bytes, int, int]]) -> tuple[bytes, bytes]:
+    """The (index, footer) that follow a pack's records; ``entries``: (digest, offset, len)."""
+    index = b"".join(PACK_ENTRY.pack(d, off, n) for d, off, n in entries)
+    return index, PACK_FOOTER.pack(PACK_MAGIC, PACK_VERSION, 0, len(entries), digest(index))
+
+
+def pack_index_length(footer: bytes) -> int:
+    """Bytes of index + footer at the end of a pack, from its last ``PACK_FOOTER.size`` bytes.
+
+    Raises ``ValueError`` for a damaged footer, ``FormatError`` for a newer pack version.
+    """
+    if len(footer) < PACK_FOOTER.size:
+        raise ValueError(f"truncated pack ({len(footer)} bytes)")
+    magic, version, _reserved, count, _check = PACK_FOOTER.unpack_from(
+        footer, len(footer) - PACK_FOOTER.size
+    )
+    if magic != PACK_MAGIC:
+        raise ValueError("bad pack footer magic (truncated or altered)")
+    if version != PACK_VERSION:
+        raise FormatError(f"unsupported pack version {version}")
+    return int(count) * PACK_ENTRY.size + PACK_FOOTER.size
+
+
+def decode_pack_index(tail: bytes, pack_size: int) -> list[tuple[bytes, int, int]]:
+    """Parse a pack's index from its tail (at least ``pack_index_length`` bytes).
+
+    ``pack_size`` is the whole pack's length: every record must lie before the index.
+    """
+    need = pack_index_length(tail[-PACK_FOOTER.size :])
+    if len(tail) < need or pack_size < need:
+        raise ValueError("pack shorter than its index")
+    _magic, _v, _r, _count, check = PACK_FOOTER.unpack_from(tail, len(tail) - PACK_FOOTER.size)
+    index = tail[len(tail) - need : len(tail) - PACK_FOOTER.size]
+    if digest(index) != check:
+        raise ValueError("pack index checksum mismatch (truncated or altered)")
+    limit = pack_size - need
+    entries = list(PACK_ENTRY.iter_unpack(index))
+    for _d, off, n in entries:
+        if off + n > limit:
+            raise ValueError("pack index points beyond the records")
+    return entries

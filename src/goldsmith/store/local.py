@@ -109,6 +109,28 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise _wrap(exc, f"get {name}") from exc
 
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise BlobNotFoundError(name) from None
+        except OSError as exc:
+            raise _wrap(exc, f"get {name}") from exc
+        try:
+            if offset < 0:
+                offset = max(os.fstat(fd).st_size + offset, 0)
+            out = bytearray()
+            while len(out) < length:
+                part = os.pread(fd, length - len(out), offset + len(out))
+                if not part:
+                    break
+                out += part
+            return bytes(out)
+        except OSError as exc:
+            raise _wrap(exc, f"get {name}") from exc
+        finally:
+            os.close(fd)
+
     def has_many(self, names: Iterable[str]) -> set[str]:
         return {n for n in names if os.path.isfile(self._path(n))}
 

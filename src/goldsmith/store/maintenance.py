@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .backend import Backend
+from .chunks import ChunkStore, LooseChunks
 from .errors import BlobNotFoundError, CorruptionError, FormatError, StoreError
-from .formats import ChunkCodec, Manifest, chunk_name, digest_of_name
+from .formats import ChunkCodec, Manifest
 from .locks import GC, LockManager
 
 Progress = Callable[[int, int], None]
@@ -24,7 +25,8 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class CheckIssue:
-    """One problem: ``kind`` is manifest | missing-chunk | corrupt-chunk | stray-blob.
+    """One problem: ``kind`` is manifest | missing-chunk | corrupt-chunk | stray-blob |
+    corrupt-pack (a pack whose index cannot be read).
 
     ``affected`` lists (snapshot id, byte offset) pairs whose data the problem breaks.
     """
@@ -110,19 +112,6 @@ def load_manifests(backend: Backend, names: list[str]) -> tuple[dict[str, Manife
     return good, bad
 
 
-def chunk_sizes(backend: Backend) -> tuple[dict[bytes, int], list[str]]:
-    """Listed chunks: digest → stored size, plus names under chunks/ that are not chunks."""
-    sizes: dict[bytes, int] = {}
-    stray: list[str] = []
-    for info in backend.list("chunks/"):
-        d = digest_of_name(info.name)
-        if d is None:
-            stray.append(info.name)
-        else:
-            sizes[d] = info.size
-    return sizes, stray
-
-
 def _references(manifests: dict[str, Manifest]) -> dict[bytes, list[tuple[str, int]]]:
     refs: dict[bytes, list[tuple[str, int]]] = defaultdict(list)
     for sid, m in manifests.items():
@@ -144,6 +133,7 @@ def check(
     read_data: bool = False,
     workers: int = 2,
     progress: Progress | None = None,
+    chunks: ChunkStore | None = None,
 ) -> CheckReport:
     """Check structure and references; with ``read_data`` re-hash every referenced chunk."""
     report = CheckReport()
@@ -158,9 +148,12 @@ def check(
             report.issues.append(
                 CheckIssue("manifest", f"manifest {sid} names {m.snapshot_id}", f"snapshots/{sid}")
             )
-    sizes, stray = chunk_sizes(backend)
-    for name in stray:
-        report.issues.append(CheckIssue("stray-blob", f"not a chunk name: {name}", name))
+    chunks = chunks if chunks is not None else LooseChunks(backend)
+    inv = chunks.inventory()
+    sizes = inv.sizes
+    for name, reason in inv.problems:
+        kind = "stray-blob" if reason.startswith("not a") else "corrupt-pack"
+        report.issues.append(CheckIssue(kind, reason, name))
     refs = _references(manifests)
     report.snapshots, report.chunks = len(manifests), len(sizes)
     report.referenced_chunks = len(refs)
@@ -171,17 +164,17 @@ def check(
                 CheckIssue(
                     "missing-chunk",
                     f"missing chunk {d.hex()} used by {_describe(affected)}",
-                    chunk_name(d),
+                    chunks.location(d),
                     tuple(sorted(affected)),
                 )
             )
     if read_data:
-        _read_all(backend, codec, refs, sizes, report, workers, progress)
+        _read_all(chunks, codec, refs, sizes, report, workers, progress)
     return report
 
 
 def _read_all(
-    backend: Backend,
+    chunks: ChunkStore,
     codec: ChunkCodec,
     refs: dict[bytes, list[tuple[str, int]]],
     sizes: dict[bytes, int],
@@ -194,7 +187,7 @@ def _read_all(
 
     def verify(d: bytes) -> tuple[bytes, int, str | None]:
         try:
-            blob = backend.get(chunk_name(d))
+            blob = chunks.get(d)
         except BlobNotFoundError:
             return d, 0, "chunk vanished during check"
         try:
@@ -215,7 +208,7 @@ def _read_all(
                     CheckIssue(
                         "corrupt-chunk",
                         f"corrupt chunk {d.hex()} ({problem}) used by {_describe(affected)}",
-                        chunk_name(d),
+                        chunks.location(d),
                         tuple(sorted(affected)),
                     )
                 )
@@ -230,27 +223,33 @@ def gc(
     grace: float,
     lock_wait: float,
     dry_run: bool = False,
+    chunks: ChunkStore | None = None,
 ) -> GcReport:
     """Delete chunks no manifest references and older than ``grace`` seconds.
 
-    Refuses (``CorruptionError``) to delete anything while a manifest is unreadable.
+    With packs, a pack none of whose chunks is referenced is deleted and a pack that is
+    mostly garbage is rewritten with its live chunks (new pack durable before the old one
+    goes). Refuses (``CorruptionError``) to delete anything while a manifest is unreadable.
     """
     start = time.monotonic()
     cutoff = time.time() - grace
+    chunks = chunks if chunks is not None else LooseChunks(backend)
     names = {i.name for i in backend.list("snapshots/")}
     manifests, bad = load_manifests(backend, sorted(names))
     if bad:
         raise CorruptionError(f"gc refused: unreadable manifest(s) {', '.join(bad)}")
     referenced = set(_references(manifests))
-    listed = list(backend.list("chunks/"))
-    candidates = {
-        i.name: i.size
-        for i in listed
-        if i.mtime < cutoff and (d := digest_of_name(i.name)) is not None and d not in referenced
-    }
+    plan = chunks.plan_gc(referenced, cutoff)
     if dry_run:
         return GcReport(
-            len(manifests), len(listed), len(candidates), sum(candidates.values()), 0, (), True, 0
+            len(manifests),
+            plan.chunks_before,
+            plan.chunks_deleted,
+            plan.bytes_freed,
+            0,
+            (),
+            True,
+            0,
         )
     lock = locks.acquire(GC, lock_wait)
     try:
@@ -259,20 +258,17 @@ def gc(
         new, bad = load_manifests(backend, new_names)
         if bad:
             raise CorruptionError(f"gc refused: unreadable manifest(s) {', '.join(bad)}")
-        for d in _references(new):
-            candidates.pop(chunk_name(d), None)
-        for name in candidates:
-            backend.delete(name)
-        backend.flush()
+        referenced.update(_references(new))
+        done = chunks.execute_gc(plan, referenced)
         stale = tuple(locks.break_stale())
         incomplete = backend.purge_incomplete(grace)
     finally:
         lock.release()
     return GcReport(
         len(manifests) + len(new),
-        len(listed),
-        len(candidates),
-        sum(candidates.values()),
+        plan.chunks_before,
+        done.chunks_deleted,
+        done.bytes_freed,
         incomplete,
         stale,
         False,
@@ -280,8 +276,13 @@ def gc(
     )
 
 
-def usage(backend: Backend, snapshot_ids: list[str] | None = None) -> UsageReport:
-    """Usage of ``snapshot_ids`` (default: all); sharing is computed within that set."""
+def usage(
+    backend: Backend, snapshot_ids: list[str] | None = None, chunks: ChunkStore | None = None
+) -> UsageReport:
+    """Usage of ``snapshot_ids`` (default: all); sharing is computed within that set.
+
+    A chunk's stored size is its record's size (for packs: without the 44-byte index entry).
+    """
     if snapshot_ids is None:
         names = [i.name for i in backend.list("snapshots/")]
     else:
@@ -292,7 +293,7 @@ def usage(backend: Backend, snapshot_ids: list[str] | None = None) -> UsageRepor
     if snapshot_ids is not None and len(manifests) != len(set(snapshot_ids)):
         missing = sorted(set(snapshot_ids) - manifests.keys())
         raise StoreError(f"no such snapshot(s): {', '.join(missing)}")
-    sizes, _ = chunk_sizes(backend)
+    sizes = (chunks if chunks is not None else LooseChunks(backend)).inventory().sizes
     owners: dict[bytes, int] = defaultdict(int)
     for m in manifests.values():
         for d in set(m.entries.values()):

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from .backend import Backend
+from .chunks import ChunkStore, LooseChunks
 from .errors import BlobNotFoundError, CorruptionError
-from .formats import ChunkCodec, Manifest, chunk_name
+from .formats import ChunkCodec, Manifest
 
 Progress = Callable[[int, int], None]
 
@@ -25,9 +26,15 @@ class SnapshotReader:
     """Random access to one snapshot. Thread-safe; keeps a small cache of decoded chunks."""
 
     def __init__(
-        self, backend: Backend, codec: ChunkCodec, manifest: Manifest, cache_chunks: int = 8
+        self,
+        backend: Backend,
+        codec: ChunkCodec,
+        manifest: Manifest,
+        cache_chunks: int = 8,
+        chunks: ChunkStore | None = None,
     ) -> None:
         self.backend = backend
+        self.chunks = chunks if chunks is not None else LooseChunks(backend)
         self.codec = codec
         self.manifest = manifest
         self._cache: OrderedDict[int, bytes] = OrderedDict()
@@ -46,23 +53,31 @@ class SnapshotReader:
         d = m.entries.get(index)
         if d is None:
             return bytes(m.chunk_length(index))
-        name = chunk_name(d)
         offset = index * m.chunk_size
         try:
-            blob = self.backend.get(name)
+            blob = self.chunks.get(d)
         except BlobNotFoundError:
             raise CorruptionError(
-                "missing chunk", blob=name, snapshot_id=m.snapshot_id, offset=offset
+                "missing chunk",
+                blob=self.chunks.location(d),
+                snapshot_id=m.snapshot_id,
+                offset=offset,
             ) from None
         try:
             data = self.codec.decode(blob, d)
         except ValueError as exc:
             raise CorruptionError(
-                f"corrupt chunk: {exc}", blob=name, snapshot_id=m.snapshot_id, offset=offset
+                f"corrupt chunk: {exc}",
+                blob=self.chunks.location(d),
+                snapshot_id=m.snapshot_id,
+                offset=offset,
             ) from None
         if len(data) != m.chunk_length(index):
             raise CorruptionError(
-                "chunk has the wrong length", blob=name, snapshot_id=m.snapshot_id, offset=offset
+                "chunk has the wrong length",
+                blob=self.chunks.location(d),
+                snapshot_id=m.snapshot_id,
+                offset=offset,
             )
         return data
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import maintenance
 from .backend import Backend
+from .chunks import ChunkStore, LooseChunks, PackedChunks
 from .errors import (
     BlobNotFoundError,
     CorruptionError,
@@ -39,8 +40,12 @@ from .errors import (
     StoreError,
 )
 from .formats import (
+    CHUNK_HEADER,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_LEVEL,
+    DEFAULT_PACK_SIZE,
+    FORMAT_VERSION,
+    LAYOUT_LOOSE,
     ChunkCodec,
     Manifest,
     RepoConfig,
@@ -79,9 +84,12 @@ class Repository:
     """A snapshot repository in one backend. Thread-safe; share one per process and region.
 
     ``create``: initialise an empty backend (else ``StoreError`` if it has no config).
-    ``chunk_size``/``level`` apply only when creating. ``lock_wait``: seconds a writer or GC
-    waits for a conflicting lock before ``RepositoryBusyError``. ``stale_after``: seconds
-    after which an unrefreshed lock no longer counts.
+    ``chunk_size``/``level``/``layout``/``pack_size`` apply only when creating: ``layout``
+    "packs" (format 2, the default) stores chunks in pack files of about ``pack_size``
+    bytes, "loose" (format 1) one blob per chunk. Both formats are read and written.
+    ``lock_wait``: seconds a writer or GC waits for a conflicting lock before
+    ``RepositoryBusyError``. ``stale_after``: seconds after which an unrefreshed lock no
+    longer counts.
     """
 
     def __init__(
@@ -94,10 +102,19 @@ class Repository:
         workers: int | None = None,
         lock_wait: float = 120.0,
         stale_after: float = 600.0,
+        layout: str = "packs",
+        pack_size: int = DEFAULT_PACK_SIZE,
     ) -> None:
         self.backend = backend
-        self.config = self._load_config(create, chunk_size, level)
+        self.config = self._load_config(create, chunk_size, level, layout, pack_size)
         self.codec = ChunkCodec(self.config.level)
+        self.chunks: ChunkStore = (
+            LooseChunks(backend)
+            if self.config.layout == LAYOUT_LOOSE
+            else PackedChunks(
+                backend, self.config.pack_size, self.config.chunk_size + CHUNK_HEADER.size
+            )
+        )
         self.workers = workers or default_workers()
         self.lock_wait = lock_wait
         self.locks = LockManager(backend, stale_after=stale_after)
@@ -107,7 +124,9 @@ class Repository:
         """Open (or with ``create=True``, the default, initialise) a local-directory repo."""
         return cls(LocalBackend(path), **kwargs)  # type: ignore[arg-type]
 
-    def _load_config(self, create: bool, chunk_size: int, level: int) -> RepoConfig:
+    def _load_config(
+        self, create: bool, chunk_size: int, level: int, layout: str, pack_size: int
+    ) -> RepoConfig:
         try:
             return RepoConfig.decode(self.backend.get("config"))
         except BlobNotFoundError:
@@ -115,7 +134,11 @@ class Repository:
                 raise StoreError(f"not a snapshot repository: {self.backend!r}") from None
         if chunk_size <= 0 or chunk_size % 4096:
             raise ValueError("chunk_size must be a positive multiple of 4096")
-        self.backend.put("config", RepoConfig(chunk_size, level).encode())
+        if layout not in ("packs", LAYOUT_LOOSE) or pack_size <= 0:
+            raise ValueError("layout must be 'packs' or 'loose', pack_size positive")
+        version = 1 if layout == LAYOUT_LOOSE else FORMAT_VERSION
+        config = RepoConfig(chunk_size, level, version=version, pack_size=pack_size)
+        self.backend.put("config", config.encode())
         self.backend.flush()
         return RepoConfig.decode(self.backend.get("config"))  # a racing creator may have won
 
@@ -234,11 +257,21 @@ class Repository:
             pm = self.manifest(parent) if parent is not None else None
             if pm is not None and pm.chunk_size != self.chunk_size:
                 raise StoreError("parent snapshot has a different chunk size")
+            # Under the lock, the chunk view cannot lose chunks until we finish.
+            self.chunks.refresh()
         except BaseException:
             lock.release()
             raise
         return SnapshotWriter(
-            self.backend, self.codec, lock, snapshot_id, size, self.chunk_size, pm, inherit
+            self.backend,
+            self.codec,
+            lock,
+            snapshot_id,
+            size,
+            self.chunk_size,
+            pm,
+            inherit,
+            self.chunks,
         )
 
     def snapshot_file(
@@ -306,7 +339,9 @@ class Repository:
 
     def open_reader(self, snapshot_id: str) -> SnapshotReader:
         """A reader for random access (keeps the manifest and a few chunks cached)."""
-        return SnapshotReader(self.backend, self.codec, self.manifest(snapshot_id))
+        return SnapshotReader(
+            self.backend, self.codec, self.manifest(snapshot_id), chunks=self.chunks
+        )
 
     def read(self, snapshot_id: str, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` of the snapshot, verified against chunk hashes."""
@@ -366,7 +401,12 @@ class Repository:
         Problems are reported (never raised) with the snapshots and offsets they affect.
         """
         return maintenance.check(
-            self.backend, self.codec, read_data=read_data, workers=self.workers, progress=progress
+            self.backend,
+            self.codec,
+            read_data=read_data,
+            workers=self.workers,
+            progress=progress,
+            chunks=self.chunks,
         )
 
     def gc(self, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
@@ -375,7 +415,12 @@ class Repository:
         Safe while writers run (lock protocol); waits up to ``lock_wait`` for them.
         """
         return maintenance.gc(
-            self.backend, self.locks, grace=grace, lock_wait=self.lock_wait, dry_run=dry_run
+            self.backend,
+            self.locks,
+            grace=grace,
+            lock_wait=self.lock_wait,
+            dry_run=dry_run,
+            chunks=self.chunks,
         )
 
     def usage(self, snapshot_ids: Iterable[str] | None = None) -> UsageReport:
@@ -384,4 +429,4 @@ class Repository:
         Pass an account's snapshot ids to get what that account is charged for.
         """
         ids = None if snapshot_ids is None else [check_snapshot_id(s) for s in snapshot_ids]
-        return maintenance.usage(self.backend, ids)
+        return maintenance.usage(self.backend, ids, self.chunks)

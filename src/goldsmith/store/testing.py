@@ -19,7 +19,8 @@ class FaultyBackend(Backend):
 
     ``space``: bytes that puts may still write before every further put raises
     ``StoreFullError`` (``None``: unlimited). ``fail_put_after``: number of puts that succeed
-    before every further put raises ``BackendError``. ``fail_get``: names whose get fails.
+    before every further put raises ``BackendError``. ``fail_put_prefix``: puts of names
+    starting with it raise ``BackendError``. ``fail_get``: names whose get fails.
     """
 
     def __init__(
@@ -29,7 +30,9 @@ class FaultyBackend(Backend):
         space: int | None = None,
         fail_put_after: int | None = None,
         fail_get: Iterable[str] = (),
+        fail_put_prefix: str | None = None,
     ) -> None:
+        self.fail_put_prefix = fail_put_prefix
         self.inner = inner
         self.space = space
         self.fail_put_after = fail_put_after
@@ -40,7 +43,9 @@ class FaultyBackend(Backend):
     def put(self, name: str, *parts: BytesLike) -> None:
         size = sum(memoryview(p).nbytes for p in parts)
         with self._lock:
-            if self.fail_put_after is not None and self.puts >= self.fail_put_after:
+            if (self.fail_put_after is not None and self.puts >= self.fail_put_after) or (
+                self.fail_put_prefix is not None and name.startswith(self.fail_put_prefix)
+            ):
                 raise BackendError(f"put {name}: injected failure")
             if self.space is not None:
                 if size > self.space:
@@ -53,6 +58,11 @@ class FaultyBackend(Backend):
         if name in self.fail_get:
             raise BackendError(f"get {name}: injected failure")
         return self.inner.get(name)
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        if name in self.fail_get:
+            raise BackendError(f"get {name}: injected failure")
+        return self.inner.get_range(name, offset, length)
 
     def has_many(self, names: Iterable[str]) -> set[str]:
         return self.inner.has_many(names)

@@ -19,7 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .backend import Backend, BytesLike
-from .formats import ChunkCodec, Manifest, chunk_name, digest
+from .chunks import ChunkStore, LooseChunks
+from .formats import ChunkCodec, Manifest, digest
 from .locks import Lock
 
 #: progress(bytes_done, bytes_total), in logical bytes of the disk.
@@ -49,8 +50,8 @@ class SnapshotInfo:
 class SnapshotWriter:
     """Builds one snapshot block by block; ``complete`` makes it visible, atomically.
 
-    Blocks not written keep the parent's content (or are zero without a parent). Each
-    ``write_block`` is durable-in-progress: the chunk is stored before the call returns,
+    Blocks not written keep the parent's content (or are zero without a parent). A written
+    chunk is stored (durable and visible to dedup) at the latest when ``complete`` returns;
     the snapshot exists only after ``complete``. Thread-safe. Use as a context manager: leaving
     the block without ``complete`` aborts (nothing visible; stored chunks wait for GC).
     """
@@ -65,8 +66,11 @@ class SnapshotWriter:
         chunk_size: int,
         parent: Manifest | None,
         inherit: bool,
+        chunks: ChunkStore | None = None,
     ) -> None:
         self.backend = backend
+        self.chunks = chunks if chunks is not None else LooseChunks(backend)
+        self._session = self.chunks.session()
         self.codec = codec
         self.lock = lock
         self.snapshot_id = snapshot_id
@@ -117,12 +121,11 @@ class SnapshotWriter:
             if self._parent_entries.get(index) == d or d in self._known:
                 return
             self._known.add(d)  # claim it: a concurrent twin need not write it again
-        name = chunk_name(d)
-        if self.backend.has(name):
+        if self.chunks.contains(d):
             return
         header, payload = self.codec.encode(data)
         try:
-            self.backend.put(name, header, payload)
+            self._session.put(d, header, payload)
         except BaseException:
             with self._mutex:
                 self._known.discard(d)
@@ -140,7 +143,7 @@ class SnapshotWriter:
         if self._done:
             raise RuntimeError("snapshot writer already completed or aborted")
         try:
-            self.backend.flush()
+            self._session.flush()  # every chunk durable before the manifest that names it
             self.lock.refresh(force=True)  # raises if GC broke our lock as stale
             manifest = Manifest(
                 self.snapshot_id,
@@ -174,7 +177,10 @@ class SnapshotWriter:
 
     def _finish(self) -> None:
         self._done = True
-        self.lock.release()
+        try:
+            self._session.close()
+        finally:
+            self.lock.release()
 
     def __enter__(self) -> SnapshotWriter:
         return self

@@ -17,7 +17,7 @@ runner = CliRunner()
 
 def _store(tmp_path: Path, image: ImageFactory) -> Path:
     root = tmp_path / "data" / "regions" / "eu-west-1" / "store"
-    repo = Repository.open(root)
+    repo = Repository.open(root, layout="loose")  # format 1: chunk files to damage
     path, _ = image(2 * MiB, ranges=[(0, 2 * MiB)])
     repo.snapshot_file(path, "snap-1")
     repo.snapshot_file(path, "snap-2", parent="snap-1")

@@ -18,35 +18,51 @@ from goldsmith.store import (
     Repository,
     StoreFullError,
 )
+from goldsmith.store.chunks import PackedChunks
 from goldsmith.store.formats import chunk_name
 from goldsmith.store.testing import FaultyBackend
 
 
-def _repo_with_snapshot(tmp_path: Path, image: ImageFactory) -> tuple[Repository, Path, bytes]:
-    repo = Repository.open(tmp_path / "repo")
+def _repo_with_snapshot(
+    tmp_path: Path, image: ImageFactory, layout: str = "packs"
+) -> tuple[Repository, Path, bytes]:
+    # pack_size=1: every pack holds one chunk, so damage to a pack hits exactly one chunk
+    repo = Repository.open(tmp_path / "repo", layout=layout, pack_size=1)
     path, expected = image(4 * MiB, ranges=[(0, 4 * MiB)])
     repo.snapshot_file(path, "snap-1")
     return repo, tmp_path / "repo", expected
 
 
-def _chunk_file(repo: Repository, root: Path, index: int) -> Path:
-    return root / chunk_name(repo.manifest("snap-1").entries[index])
-
-
-@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
-def test_damaged_chunk_is_an_error_naming_snapshot_and_offset(
-    tmp_path: Path, image: ImageFactory, damage: str
-) -> None:
-    repo, root, expected = _repo_with_snapshot(tmp_path, image)
-    f = _chunk_file(repo, root, 2)
+def _damage(repo: Repository, root: Path, index: int, damage: str) -> None:
+    """Damage the stored record of chunk ``index`` of snap-1 (in its file or its pack)."""
+    d = repo.manifest("snap-1").entries[index]
+    if repo.config.layout == "loose":
+        f, off, length = root / chunk_name(d), 0, (root / chunk_name(d)).stat().st_size
+    else:
+        assert isinstance(repo.chunks, PackedChunks)
+        where = repo.chunks.locate(d)
+        assert where is not None
+        f, off, length = root / where[0], where[1], where[2]
     if damage == "flip":
         blob = bytearray(f.read_bytes())
-        blob[len(blob) // 2] ^= 0x40
+        blob[off + length // 2] ^= 0x40
         f.write_bytes(bytes(blob))
     elif damage == "truncate":
         f.write_bytes(f.read_bytes()[:100])
     else:
         f.unlink()
+
+
+DAMAGE = [("loose", "flip"), ("loose", "truncate"), ("loose", "delete"), ("packs", "flip"),
+          ("packs", "delete")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("layout", "damage"), DAMAGE)
+def test_damaged_chunk_is_an_error_naming_snapshot_and_offset(
+    tmp_path: Path, image: ImageFactory, layout: str, damage: str
+) -> None:
+    repo, root, expected = _repo_with_snapshot(tmp_path, image, layout)
+    _damage(repo, root, 2, damage)
     assert repo.read("snap-1", 0, CHUNK) == expected[:CHUNK]  # other chunks still fine
     with pytest.raises(CorruptionError) as info:
         repo.read("snap-1", 2 * CHUNK + 10, 100)
@@ -65,11 +81,37 @@ def test_damaged_chunk_is_an_error_naming_snapshot_and_offset(
     assert (repo.check().ok) is (damage != "delete")  # structure check sees only missing
 
 
-def test_damaged_chunk_reports_every_affected_snapshot(tmp_path: Path, image: ImageFactory) -> None:
-    repo, root, _ = _repo_with_snapshot(tmp_path, image)
+def test_truncated_pack_is_reported_and_its_chunks_missing(
+    tmp_path: Path, image: ImageFactory
+) -> None:
+    repo, root, expected = _repo_with_snapshot(tmp_path, image, "packs")
+    assert isinstance(repo.chunks, PackedChunks)
+    where = repo.chunks.locate(repo.manifest("snap-1").entries[5])
+    assert where is not None
+    pack = root / where[0]
+    pack.write_bytes(pack.read_bytes()[:-10])  # the index footer is gone
+    fresh = Repository.open(root, create=False)  # a new process: must read pack indexes
+    with pytest.raises(CorruptionError) as info:
+        fresh.read("snap-1", 5 * CHUNK, 10)
+    assert info.value.offset == 5 * CHUNK
+    assert fresh.read("snap-1", 0, CHUNK) == expected[:CHUNK]
+    issues = fresh.check().issues
+    assert {i.kind for i in issues} == {"corrupt-pack", "missing-chunk"}
+    assert [i.affected for i in issues if i.kind == "missing-chunk"] == [(("snap-1", 5 * CHUNK),)]
+    assert any(i.blob == where[0] for i in issues)
+    fresh.delete_snapshot("snap-1")
+    fresh.gc(grace=0)
+    assert pack.exists()  # GC never deletes a pack it cannot read
+
+
+@pytest.mark.parametrize("layout", ["loose", "packs"])
+def test_damaged_chunk_reports_every_affected_snapshot(
+    tmp_path: Path, image: ImageFactory, layout: str
+) -> None:
+    repo, root, _ = _repo_with_snapshot(tmp_path, image, layout)
     path, _ = image(4 * MiB, ranges=[(0, 4 * MiB)])
     repo.snapshot_file(path, "snap-2", parent="snap-1")  # same content: shares every chunk
-    _chunk_file(repo, root, 1).unlink()
+    _damage(repo, root, 1, "delete")
     [issue] = repo.check().issues
     assert issue.affected == (("snap-1", CHUNK), ("snap-2", CHUNK))
     assert "snap-1" in issue.message and "snap-2" in issue.message
@@ -92,7 +134,7 @@ def test_damaged_manifest(tmp_path: Path, image: ImageFactory, damage: str) -> N
     assert [i.kind for i in report.issues] == ["manifest"]
     with pytest.raises(CorruptionError):  # GC deletes nothing when in doubt
         repo.gc(grace=0)
-    assert len(list(repo.backend.list("chunks/"))) == 8
+    assert len(repo.chunks.inventory().sizes) == 8
 
 
 def test_disk_full_is_clean_and_retry_works(image: ImageFactory) -> None:
@@ -115,11 +157,12 @@ def test_backend_failure_mid_manifest_leaves_nothing(image: ImageFactory) -> Non
     faulty = FaultyBackend(MemoryBackend())
     repo = Repository(faulty)
     path, _ = image(2 * MiB, ranges=[(0, 2 * MiB)])
-    faulty.fail_put_after = faulty.puts + 1 + 4 + 1  # lock, 4 chunks, lock refresh; not manifest
+    faulty.fail_put_prefix = "snapshots/"  # chunks and locks are stored; the manifest fails
     with pytest.raises(Exception, match="injected"):
         repo.snapshot_file(path, "snap-1")
     assert not repo.exists("snap-1")
-    faulty.fail_put_after = None
+    assert list(faulty.list("locks/")) == []
+    faulty.fail_put_prefix = None
     assert repo.snapshot_file(path, "snap-1").chunks_written == 0  # chunks reused
 
 
@@ -134,13 +177,19 @@ def hook(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
 setattr(os, func, hook)
-Repository.open(repo, workers=1).snapshot_file(image, "snap-1")
+Repository.open(repo, workers=1, pack_size=PACK).snapshot_file(image, "snap-1")
 """
+# two incompressible 512 KiB chunks per pack: the 8-chunk disk makes four packs
+PACK = 2 * (CHUNK + 12)
+_KILLER = _KILLER.replace("PACK", str(PACK))
 
 # (os function, call number at which the process kills itself with SIGKILL). With a fresh
-# repository, renames are: 1 config, 2 writer lock, 3-10 chunks, 11 lock refresh, 12 manifest.
-KILL_POINTS = [("rename", 1), ("rename", 2), ("rename", 5), ("fsync", 7), ("write", 9),
-               ("rename", 11), ("rename", 12)]  # fmt: skip
+# repository, renames are: 1 config, 2 writer lock, 3-6 packs, 7 lock refresh, 8 manifest;
+# fsyncs: 1 config, 2 its directory, 3 lock, 4-7 packs (each before its rename); writes: one
+# per put part (a pack is records, index, footer: writes 3-5, 6-8, ...). So fsync 5 dies
+# with the second pack written but neither fsynced nor renamed, write 7 in its middle.
+KILL_POINTS = [("rename", 1), ("rename", 2), ("rename", 4), ("fsync", 5), ("write", 7),
+               ("rename", 7), ("rename", 8)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("func", "k"), KILL_POINTS)
@@ -180,7 +229,15 @@ def test_local_backend_really_leaves_temp_files_on_kill(
         timeout=60,
         check=False,
     )
+    # killed between writing + fsyncing the third pack and renaming it
     temps = list(root.rglob(".tmp-*"))
     assert len(temps) == 1  # the interrupted put: invisible to the repository
+    assert temps[0].stat().st_size > 2 * CHUNK  # the whole pack was written, not renamed
+    packs = [p for p in (root / "packs").rglob("*") if p.is_file() and p not in temps]
+    assert len(packs) == 2
+    repo = Repository.open(root)
+    assert len(repo.chunks.inventory().sizes) == 4  # only the renamed packs' chunks exist
+    assert repo.check(read_data=True).ok
+    assert repo.snapshot_file(path, "snap-1").chunks_written == 4  # the rest is reused
     assert LocalBackend(root).purge_incomplete(0) == 1
-    assert not (root / "snapshots").exists() or os.listdir(root / "snapshots") == []
+    assert not (root / "snapshots").exists() or os.listdir(root / "snapshots") == ["snap-1"]

@@ -10,15 +10,17 @@ import pytest
 from store_helpers import CHUNK, ImageFactory, MiB
 
 from goldsmith.store import MemoryBackend, Repository, RepositoryBusyError
+from goldsmith.store.formats import chunk_name
 from goldsmith.store.locks import GC, WRITER, LockManager
 
 
 def _chunks(repo: Repository) -> int:
-    return len(list(repo.backend.list("chunks/")))
+    return len(repo.chunks.inventory().sizes)
 
 
 def test_gc_removes_only_unreferenced_chunks(image: ImageFactory, tmp_path: Path) -> None:
-    repo = Repository.open(tmp_path / "repo")
+    """Format 1 (one blob per chunk): every unreferenced chunk goes."""
+    repo = Repository.open(tmp_path / "repo", layout="loose")
     path, expected = image(4 * MiB, ranges=[(0, 4 * MiB)])
     repo.snapshot_file(path, "a")
     with open(path, "r+b") as f:
@@ -120,12 +122,10 @@ def test_usage_accounting(image: ImageFactory) -> None:
     with open(path, "r+b") as f:
         f.write(b"changed")
     repo.snapshot_file(path, "b", parent="a")
-    sizes = {i.name: i.size for i in repo.backend.list("chunks/")}
+    sizes = {chunk_name(d): n for d, n in repo.chunks.inventory().sizes.items()}
     ma, mb = repo.manifest("a"), repo.manifest("b")
 
     def stored(digests: set[bytes]) -> int:
-        from goldsmith.store.formats import chunk_name
-
         return sum(sizes[chunk_name(d)] for d in digests)
 
     da, db = set(ma.entries.values()), set(mb.entries.values())

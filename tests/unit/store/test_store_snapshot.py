@@ -23,8 +23,8 @@ from goldsmith.store.formats import chunk_name
 from goldsmith.store.memory import MemoryBackend
 
 
-def chunk_blobs(backend: Backend) -> set[str]:
-    return {i.name for i in backend.list("chunks/")}
+def stored_chunks(repo: Repository) -> set[bytes]:
+    return set(repo.chunks.inventory().sizes)
 
 
 def test_full_snapshot_restores_byte_equal_and_sparse(
@@ -36,7 +36,7 @@ def test_full_snapshot_restores_byte_equal_and_sparse(
     # data at chunk 0, chunk 2-3 (straddling), and the last chunk: 4 non-zero chunks
     assert info.data_chunks == 4
     assert info.chunks_written == 4
-    assert len(chunk_blobs(backend)) == 4
+    assert len(stored_chunks(repo)) == 4
     out = tmp_path / "restored.raw"
     repo.restore("snap-1", out)
     assert out.read_bytes() == expected
@@ -61,7 +61,7 @@ def test_zero_and_identical_chunks_not_stored_twice(image: ImageFactory) -> None
     assert info.chunks_written == 1
     again = repo.snapshot_file(path, "snap-b")
     assert again.chunks_written == 0
-    assert len(chunk_blobs(backend)) == 1
+    assert len(stored_chunks(repo)) == 1
 
 
 def test_incompressible_chunk_stored_raw_and_compressible_compressed(image: ImageFactory) -> None:
@@ -281,10 +281,17 @@ def test_qcow2_image(image: ImageFactory, tmp_path: Path) -> None:
     assert repo.read("snap-q", 0, len(expected)) == expected
 
 
-def test_local_repository_reopens(image: ImageFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["packs", "loose"])
+def test_local_repository_reopens(image: ImageFactory, tmp_path: Path, layout: str) -> None:
     path, expected = image()
-    Repository.open(tmp_path / "repo").snapshot_file(path, "snap-1")
-    repo = Repository.open(tmp_path / "repo", create=False)
+    Repository.open(tmp_path / "repo", layout=layout).snapshot_file(path, "snap-1")
+    repo = Repository.open(tmp_path / "repo", create=False, layout="packs")  # kept: loose
+    assert repo.config.layout == layout
     assert repo.read("snap-1", 0, len(expected)) == expected
     d = repo.manifest("snap-1").entries[0]
-    assert (tmp_path / "repo" / chunk_name(d)).is_file()
+    if layout == "loose":  # format 1: one file per chunk
+        assert (tmp_path / "repo" / chunk_name(d)).is_file()
+    else:  # format 2: every chunk of this small disk in one pack file
+        [pack] = [p for p in (tmp_path / "repo" / "packs").rglob("*") if p.is_file()]
+        assert repo.chunks.location(d) == str(pack.relative_to(tmp_path / "repo"))
+        assert not (tmp_path / "repo" / "chunks").exists()
