@@ -98,8 +98,15 @@ class ChunkSession(ABC):
     """One writer's puts. ``flush`` makes every put so far durable and visible."""
 
     @abstractmethod
-    def put(self, chunk_digest: bytes, header: BytesLike, payload: BytesLike) -> None:
-        """Store the record ``header + payload`` of chunk ``chunk_digest`` (may buffer)."""
+    def put(
+        self, chunk_digest: bytes, header: BytesLike, payload: BytesLike, *, now: bool = False
+    ) -> None:
+        """Store the record ``header + payload`` of chunk ``chunk_digest``.
+
+        The record may be buffered until ``flush``; with ``now`` it is written (and the
+        blob fsynced and renamed) before this returns, though its directory entry becomes
+        durable only at ``flush`` — the same promise as a single ``Backend.put``.
+        """
 
     @abstractmethod
     def flush(self) -> None:
@@ -161,7 +168,9 @@ class _LooseSession(ChunkSession):
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    def put(self, chunk_digest: bytes, header: BytesLike, payload: BytesLike) -> None:
+    def put(
+        self, chunk_digest: bytes, header: BytesLike, payload: BytesLike, *, now: bool = False
+    ) -> None:
         self.backend.put(chunk_name(chunk_digest), header, payload)
 
     def flush(self) -> None:
@@ -229,7 +238,9 @@ class _PackSession(ChunkSession):
         self._sealing = 0
         self._error: BaseException | None = None
 
-    def put(self, chunk_digest: bytes, header: BytesLike, payload: BytesLike) -> None:
+    def put(
+        self, chunk_digest: bytes, header: BytesLike, payload: BytesLike, *, now: bool = False
+    ) -> None:
         h = memoryview(header).cast("B")
         p = memoryview(payload).cast("B")
         n = h.nbytes + p.nbytes
@@ -246,8 +257,11 @@ class _PackSession(ChunkSession):
             buf[off + h.nbytes : off + n] = p
             self._used += n
             self._entries.append((chunk_digest, off, n))
+            mine = self._detach() if now else None
         if full is not None:
             self._seal(*full)
+        if mine is not None:
+            self._seal(*mine)
 
     def _detach(self) -> tuple[bytearray, int, list[Entry]]:
         # caller holds self._cond

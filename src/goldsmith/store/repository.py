@@ -49,7 +49,6 @@ from .formats import (
     ChunkCodec,
     Manifest,
     RepoConfig,
-    chunk_name,
 )
 from .local import LocalBackend
 from .locks import WRITER, LockManager
@@ -228,9 +227,10 @@ class Repository:
         """
         writer = self.open_writer(snapshot_id, size, parent=parent)
         try:
-            named = {i: chunk_name(d) for i, d in blocks.items() if d is not None}
-            present = self.backend.has_many(named.values())
-            missing = sorted(i for i, name in named.items() if name not in present)
+            # open_writer refreshed the chunk view under the writer lock
+            missing = sorted(
+                i for i, d in blocks.items() if d is not None and not self.chunks.contains(d)
+            )
             count = -(-size // self.chunk_size)
             for index, d in blocks.items():
                 if not 0 <= index < count:

@@ -112,8 +112,13 @@ class SnapshotWriter:
         with self._mutex:
             self.entries.pop(index, None)
 
-    def store_chunk(self, index: int, data: BytesLike) -> None:
-        """Hash a non-zero chunk, store it unless already present, and record it."""
+    def store_chunk(self, index: int, data: BytesLike, *, buffered: bool = False) -> None:
+        """Hash a non-zero chunk, store it unless already present, and record it.
+
+        The chunk is stored before this returns (as ``write_block`` promises, so an upload
+        can resume after a restart). ``buffered``: it may instead wait in an open pack until
+        ``complete`` — the file pipeline's mode, where a crash means a retry anyway.
+        """
         d = digest(data)
         with self._mutex:
             self._hashed += 1
@@ -125,7 +130,7 @@ class SnapshotWriter:
             return
         header, payload = self.codec.encode(data)
         try:
-            self._session.put(d, header, payload)
+            self._session.put(d, header, payload, now=not buffered)
         except BaseException:
             with self._mutex:
                 self._known.discard(d)
@@ -260,7 +265,7 @@ def run_file_pipeline(
 
     def work(index: int, buf: bytearray, n: int) -> None:
         try:
-            writer.store_chunk(index, memoryview(buf)[:n] if n != cs else buf)
+            writer.store_chunk(index, memoryview(buf)[:n] if n != cs else buf, buffered=True)
         except BaseException as exc:
             errors.append(exc)
         finally:

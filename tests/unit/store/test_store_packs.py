@@ -1,0 +1,140 @@
+"""Format 2: pack files — encoding, durability of streamed blocks, GC rewriting, format 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from store_helpers import CHUNK, ImageFactory, MiB
+
+from goldsmith.store import FormatError, MemoryBackend, Repository
+from goldsmith.store.chunks import PackedChunks
+from goldsmith.store.formats import (
+    PACK_ENTRY,
+    PACK_FOOTER,
+    RepoConfig,
+    decode_pack_index,
+    encode_pack_index,
+)
+
+
+def _packs(repo: Repository) -> list[str]:
+    return sorted(i.name for i in repo.backend.list("packs/"))
+
+
+def test_pack_index_roundtrip_and_damage() -> None:
+    entries = [(bytes([i]) * 32, i * 100, 100) for i in range(5)]
+    index, footer = encode_pack_index(entries)
+    records = b"r" * 500
+    pack = records + index + footer
+    assert len(index) == 5 * PACK_ENTRY.size and len(footer) == PACK_FOOTER.size
+    assert decode_pack_index(pack, len(pack)) == entries
+    assert decode_pack_index(pack[-300:], len(pack)) == entries  # a tail is enough
+    flipped = bytearray(pack)
+    flipped[510] ^= 1
+    with pytest.raises(ValueError, match="checksum"):
+        decode_pack_index(bytes(flipped), len(pack))
+    with pytest.raises(ValueError, match="magic"):
+        decode_pack_index(pack[:-3], len(pack) - 3)
+    bad_offsets = encode_pack_index([(b"x" * 32, 490, 100)])
+    with pytest.raises(ValueError, match="beyond"):
+        decode_pack_index(records + b"".join(bad_offsets), 500 + 44 + 44)
+
+
+def test_config_versions() -> None:
+    v2 = RepoConfig.decode(RepoConfig().encode())
+    assert (v2.version, v2.layout, v2.pack_size) == (2, "packs", 8 * MiB)
+    v1 = RepoConfig.decode(RepoConfig(version=1).encode())
+    assert v1.layout == "loose"
+    assert "layout" not in json.loads(RepoConfig(version=1).encode())  # as format 1 wrote it
+    doc = json.loads(RepoConfig().encode())
+    for change in ({"version": 3}, {"layout": "tree"}):
+        with pytest.raises(FormatError):
+            RepoConfig.decode(json.dumps({**doc, **change}).encode())
+
+
+def test_full_snapshot_writes_few_packs(image: ImageFactory) -> None:
+    repo = Repository(MemoryBackend(), pack_size=1 * MiB)
+    path, expected = image(8 * MiB, ranges=[(0, 8 * MiB)], compressible=False)
+    info = repo.snapshot_file(path, "snap-1")
+    assert info.chunks_written == 16
+    assert len(_packs(repo)) == 16  # each 512 KiB raw record alone in a 1 MiB pack
+    repo2 = Repository(MemoryBackend(), pack_size=4 * MiB)
+    repo2.snapshot_file(path, "snap-1")
+    assert len(_packs(repo2)) == 3  # a 4 MiB pack takes 7 such records: 7 + 7 + 2
+    assert repo2.read("snap-1", 0, 8 * MiB) == expected
+    assert list(repo2.backend.list("chunks/")) == []
+
+
+def test_streamed_block_is_stored_before_write_block_returns(tmp_path: Path) -> None:
+    """The EBS direct API's resumable uploads rely on this (see SnapshotWriter)."""
+    repo = Repository.open(tmp_path / "repo")
+    w = repo.open_writer("snap-1", 4 * CHUNK)
+    w.write_block(1, b"\x07" * CHUNK)
+    other = Repository.open(tmp_path / "repo", create=False)  # e.g. after a restart
+    other.chunks.refresh()
+    assert other.chunks.contains(w.entries[1])
+    w.abort()
+    writer, missing = other.resume_writer("snap-1", 4 * CHUNK, {1: w.entries[1], 2: b"z" * 32})
+    assert missing == [2]
+    writer.complete()
+    assert other.read("snap-1", CHUNK, CHUNK) == b"\x07" * CHUNK
+
+
+def test_gc_rewrites_mostly_dead_pack_and_readers_follow(image: ImageFactory) -> None:
+    repo = Repository(MemoryBackend())
+    path, expected = image(4 * MiB, ranges=[(0, 4 * MiB)])
+    repo.snapshot_file(path, "a")  # one pack of 8 chunks
+    with open(path, "r+b") as f:  # b changes chunks 0-5: only 2 of a's 8 chunks stay shared
+        for i in range(6):
+            f.seek(i * CHUNK)
+            f.write(b"changed %d" % i)
+    expected_b = path.read_bytes()
+    repo.snapshot_file(path, "b", parent="a")
+    before = set(_packs(repo))
+    reader = repo.open_reader("b")  # holds locations from before GC
+    repo.delete_snapshot("a")
+    assert repo.gc(grace=0, dry_run=True).chunks_deleted == 6
+    report = repo.gc(grace=0)
+    assert report.chunks_deleted == 6 and report.bytes_freed > 0
+    after = set(_packs(repo))
+    assert len(before - after) == 1 and len(after - before) == 1  # a's pack rewritten
+    assert len(repo.chunks.inventory().sizes) == 8
+    assert reader.read(0, 4 * MiB) == expected_b  # relocated chunks are found again
+    fresh = Repository(repo.backend)
+    assert fresh.read("b", 0, 4 * MiB) == expected_b
+    assert fresh.check(read_data=True).ok
+    repo.delete_snapshot("b")
+    assert repo.gc(grace=0).chunks_deleted == 8
+    assert _packs(repo) == []
+    del expected
+
+
+def test_gc_keeps_pack_that_a_new_snapshot_references(image: ImageFactory) -> None:
+    """Phase 2 re-reads manifests completed after the scan: their chunks are kept."""
+    repo = Repository(MemoryBackend())
+    path, expected = image(2 * MiB, ranges=[(0, 2 * MiB)])
+    repo.snapshot_file(path, "a")
+    repo.delete_snapshot("a")
+    plan_referenced: set[bytes] = set()
+    plan = repo.chunks.plan_gc(plan_referenced, cutoff=1e12)  # phase 1: the pack is dead
+    assert len(plan.delete) == 1
+    repo.snapshot_file(path, "b")  # reuses the chunks (writer runs between the phases)
+    done = repo.chunks.execute_gc(plan, set(repo.manifest("b").entries.values()))
+    assert done.delete == {} and done.chunks_deleted == 0
+    assert repo.read("b", 0, 2 * MiB) == expected
+
+
+def test_loose_repository_keeps_working(image: ImageFactory, tmp_path: Path) -> None:
+    """A format-1 repository (one file per chunk) is read, written and collected as before."""
+    repo = Repository.open(tmp_path / "repo", layout="loose")
+    path, expected = image(2 * MiB, ranges=[(0, 2 * MiB)])
+    repo.snapshot_file(path, "a")
+    reopened = Repository.open(tmp_path / "repo")  # default layout does not convert it
+    assert reopened.config.version == 1 and not isinstance(reopened.chunks, PackedChunks)
+    reopened.snapshot_file(path, "b", parent="a")
+    assert not (tmp_path / "repo" / "packs").exists()
+    assert len(list((tmp_path / "repo" / "chunks").rglob("*"))) > 4
+    assert reopened.read("b", 0, 2 * MiB) == expected
+    assert reopened.check(read_data=True).ok
