@@ -1,6 +1,7 @@
 """The ASGI application: routes of the HTTP front door.
 
-``POST /`` (and ``GET /`` with a query string) is the EC2 Query API. Health is at
+``POST /`` (and ``GET /`` with a query string) is the EC2 Query API; paths under
+``/snapshots`` are the EBS direct API (REST-JSON, ``api.restjson``). Health is at
 ``/_goldsmith/health`` (unauthenticated, says nothing about accounts).
 """
 
@@ -17,6 +18,8 @@ from starlette.routing import Route
 from goldsmith import __version__
 from goldsmith.api.ec2 import XML, Ec2Endpoint
 from goldsmith.api.protocol import Ec2QueryCodec
+from goldsmith.api.restjson import RestJsonCodec
+from goldsmith.api.restjson.endpoint import RestJsonEndpoint
 from goldsmith.service.app import Services
 
 
@@ -28,6 +31,9 @@ def create_app(services: Services, codec: Ec2QueryCodec | None = None) -> Starle
     """The whole HTTP surface over ``services``."""
     codec = codec or Ec2QueryCodec()
     ec2 = Ec2Endpoint(services, codec)
+    # EBS direct API (REST-JSON): every path under /snapshots.
+    ebs = RestJsonEndpoint(services, RestJsonCodec("ebs"), "ebs", services.ebs.operations())
+    rest_methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]
 
     async def http_error(_request: Request, exc: Exception) -> Response:
         # Unknown paths and methods still answer in EC2's error envelope.
@@ -40,6 +46,8 @@ def create_app(services: Services, codec: Ec2QueryCodec | None = None) -> Starle
         routes=[
             Route("/_goldsmith/health", _health, methods=["GET"]),
             Route("/", ec2.handle, methods=["GET", "POST"]),
+            Route("/snapshots", ebs.handle, methods=rest_methods),
+            Route("/snapshots/{rest:path}", ebs.handle, methods=rest_methods),
         ],
         exception_handlers={HTTPException: http_error},
     )

@@ -13,6 +13,7 @@ from goldsmith.catalog import settings as stored
 from goldsmith.catalog.db import Catalog
 from goldsmith.config import Settings
 from goldsmith.service.accounts import AccountService
+from goldsmith.service.ebs import EbsService
 from goldsmith.service.images import ImageService
 from goldsmith.service.keypairs import KeyPairService
 from goldsmith.service.operations import Operation
@@ -35,10 +36,12 @@ class Services:
     keypairs: KeyPairService
     snapshots: SnapshotService
     snapshot_ops: SnapshotOperations
+    ebs: EbsService
     images: ImageService
     operations: dict[str, Operation]
 
     def close(self) -> None:
+        self.ebs.close()
         self.catalog.dispose()
 
 
@@ -112,7 +115,8 @@ def build_services(settings: Settings, catalog: Catalog | None = None) -> Servic
         tags=tags,
         keypairs=KeyPairService(catalog, tags),
         snapshots=snapshots,
-        snapshot_ops=SnapshotOperations(snapshots, paginator),
+        snapshot_ops=SnapshotOperations(snapshots, paginator, settings.platform_alias),
+        ebs=EbsService(snapshots),
         images=ImageService(catalog, tags, snapshots, paginator, settings.platform_alias),
         operations={},
     )
