@@ -3,12 +3,20 @@
 Builds a realistic disk in the bench itself: a sparse ext4 image (2 GiB; 256 MiB with
 ``--quick``) made by ``mkfs.ext4 -d`` from hard links to real files of /usr (~0.75 GB of
 data; ~80 MB quick). Variants: 1 % of the chunks changed (a 16 MiB file written into the
-image with ``debugfs``), and scattered 4 KiB writes. Baselines run in the same process on the
-same files: ``zstd -1 -T2``, ``borg create`` (fresh unencrypted repository, default lz4),
-``cp --sparse=always``. The page cache is dropped before every timed run when permitted
-(root), so reads are cold for us and for the baselines alike.
+image with ``debugfs``, its content the next 16 MiB of real /usr files that are not in the
+image — what installing a package does), and scattered 4 KiB writes. Baselines run in the
+same process on the same files: ``zstd -1 -T2``, ``borg create`` (fresh unencrypted
+repository, default lz4), ``cp --sparse=always``. Throughput against them is measured with a
+warm page cache (the image read once first), for us and for them alike; the page cache is
+dropped (as root) before the cold runs that the incremental figures compare with.
 
-Every timed figure is the median of ``--runs`` (default 3) runs. Output: one JSON object per
+Every timed figure is the median of ``--runs`` (default 3) runs. Each run of a full snapshot
+writes into a new repository directory; the old ones are removed only after all runs: on an
+ext4 without a journal (as on this machine) creating an inode scans the inodes freed in the
+last 30 s whose inode-table blocks are cached (``recently_deleted``), so deleting the
+previous run's repository right before a run made every file creation cost up to ~1 ms —
+the reason the warm runs were once slower than the cold ones (a cache drop evicts those
+blocks). Output: one JSON object per
 metric per line: ``{"metric", "value", "unit", "baseline", "ratio", "target", "ok"}``.
 
 Usage: ``.venv/bin/python bench/store.py [--quick] [--runs N] [--workdir DIR]``
@@ -133,30 +141,55 @@ def stage_usr(dest: Path, budget: int) -> int:
     return total
 
 
-def make_image(work: Path, size: int, budget: int) -> Path:
+def make_image(work: Path, size: int, budget: int) -> tuple[Path, int]:
+    """The ext4 image and how many bytes of /usr files (in walk order) it holds."""
     staging = work / "usr-copy"
-    stage_usr(staging, budget)
+    staged = stage_usr(staging, budget)
     image = work / "base.img"
     run("mkfs.ext4", "-q", "-F", "-d", str(staging), str(image), str(size // 1024) + "k")
     shutil.rmtree(staging)
-    return image
+    return image, staged
 
 
-def pseudo_data(seed: int, length: int) -> bytes:
-    """Compressible-ish data (ratio ~2), different for every seed."""
-    rnd = random.Random(seed)
-    words = [rnd.randbytes(rnd.randint(2, 12)) for _ in range(4096)]
-    out = bytearray()
-    while len(out) < length:
-        out += rnd.randbytes(64) + b"".join(rnd.choices(words, k=16))
-    return bytes(out[:length])
+#: bytes of /usr (in ``stage_usr``'s walk order) already in the image; set by ``main``
+USR_IN_IMAGE = 0
+
+
+def usr_payload(seed: int, length: int) -> bytes:
+    """``length`` bytes of real files from /usr that are not in the image (compress ~2.8×).
+
+    Each seed gets its own slice of the concatenated files that follow the image's, like a
+    package install: new binaries, libraries and text, not random bytes (which would not
+    compress) and not copies of files already in the image (which would dedup).
+    """
+    skip, out = USR_IN_IMAGE + seed * length, bytearray()
+    for root, dirs, files in os.walk("/usr"):
+        dirs.sort()
+        for name in sorted(files):
+            src = Path(root) / name
+            try:
+                if src.is_symlink() or not src.is_file():
+                    continue
+                n = src.stat().st_size
+                if skip >= n:
+                    skip -= n
+                    continue
+                with open(src, "rb") as f:
+                    f.seek(skip)
+                    out += f.read(length - len(out))
+                skip = 0
+            except OSError:
+                continue
+            if len(out) >= length:
+                return bytes(out)
+    raise RuntimeError("not enough data in /usr for the derived images")
 
 
 def derive_with_file(base: Path, dest: Path, seed: int, length: int = 16 * MiB) -> None:
     """Copy ``base`` sparsely and write a new ``length``-byte file into its filesystem."""
     run("cp", "--sparse=always", str(base), str(dest))
     src = dest.with_suffix(".payload")
-    src.write_bytes(pseudo_data(seed, length))
+    src.write_bytes(usr_payload(seed, length))
     run("debugfs", "-w", "-R", f"write {src} bench-{seed}.bin", str(dest))
     src.unlink()
 
@@ -214,12 +247,14 @@ def change_map(a: Path, b: Path, block: int = 64 * 1024) -> list[tuple[int, int]
     return ranges
 
 
-def repo_bytes(root: Path) -> int:
-    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-
-
 def chunk_bytes(root: Path) -> int:
-    return sum(f.stat().st_size for f in (root / "chunks").rglob("*") if f.is_file())
+    """Stored chunk bytes: pack files (format 2) and chunk files (format 1), with overheads."""
+    return sum(
+        f.stat().st_size
+        for sub in ("packs", "chunks")
+        for f in (root / sub).rglob("*")
+        if f.is_file()
+    )
 
 
 # -- the measurements -----------------------------------------------------------------------
@@ -227,10 +262,12 @@ def chunk_bytes(root: Path) -> int:
 
 def bench_full(work: Path, image: Path, runs: int) -> tuple[float, int]:
     size = image.stat().st_size
-    repo_dir = work / "repo-full"
+    dirs = iter(range(1000))
+    repo_dir = work / "repo-full-0"
 
-    def fresh() -> None:
-        shutil.rmtree(repo_dir, ignore_errors=True)
+    def fresh() -> None:  # a new directory; nothing deleted right before the run (see top)
+        nonlocal repo_dir
+        repo_dir = work / f"repo-full-{next(dirs)}"
 
     def ours() -> None:
         Repository.open(repo_dir).snapshot_file(image, "snap-full")
@@ -240,6 +277,8 @@ def bench_full(work: Path, image: Path, runs: int) -> tuple[float, int]:
     # The incremental runs are cold; they are compared with a cold full snapshot.
     t_cold = timed(ours, runs, fresh)
     stored = chunk_bytes(repo_dir)
+    for old in work.glob("repo-full-*"):
+        shutil.rmtree(old)
     zst = work / "base.img.zst"
     t_zstd = timed(
         lambda: run("zstd", "-1", "-T2", "-q", "-f", str(image), "-o", str(zst)),
@@ -330,7 +369,7 @@ def bench_derived(work: Path, image: Path, base_stored: int, count: int, length:
     repo.snapshot_file(image, "base")
     for i in range(count):
         variant = work / f"derived-{i}.img"
-        derive_with_file(image, variant, seed=100 + i, length=length)
+        derive_with_file(image, variant, seed=2 + i, length=length)
         repo.snapshot_file(variant, f"derived-{i}", parent="base")
         variant.unlink()
     total = chunk_bytes(repo_dir)
@@ -379,9 +418,12 @@ def main() -> None:
         if args.quick
         else (2 * GiB, 750 * MiB, 8 * GiB, 10, 16 * MiB)
     )
+    global USR_IN_IMAGE
     with tempfile.TemporaryDirectory(prefix="gs-bench-store-", dir=args.workdir) as tmp:
         work = Path(tmp)
-        image = make_image(work, size, budget)
+        image, USR_IN_IMAGE = make_image(work, size, budget)
+        data = sum(e - s for s, e in data_extents(image))
+        print(json.dumps({"image_bytes": size, "data_extent_bytes": data}), flush=True)
         t_full, stored = bench_full(work, image, args.runs)
         one_pct = work / "one-pct.img"
         derive_with_file(image, one_pct, seed=1, length=change)

@@ -327,6 +327,7 @@ class PackedChunks(ChunkStore):
         self._index: dict[bytes, int] = {}
         self._packs: list[str] = []
         self._pack_numbers: dict[str, int] = {}
+        self._pack_digests: dict[int, list[bytes]] = {}
         self.unreadable: dict[str, str] = {}
         self._buffers: list[bytearray] = []
         self._loaded_once = False
@@ -351,8 +352,19 @@ class PackedChunks(ChunkStore):
             number = len(self._packs)
             self._packs.append(name)
             self._pack_numbers[name] = number
+            self._pack_digests[number] = [d for d, _off, _n in entries]
             for d, off, n in entries:
                 self._index.setdefault(d, number << 64 | off << 32 | n)
+
+    def _forget_packs(self, names: set[str]) -> None:
+        # caller holds self._lock. A chunk also stored in another pack (a duplicate) loses
+        # its entry here; ``get`` rebuilds the index before calling such a chunk missing.
+        for name in names:
+            number = self._pack_numbers.pop(name)
+            for d in self._pack_digests.pop(number):
+                loc = self._index.get(d)
+                if loc is not None and loc >> 64 == number:
+                    del self._index[d]
 
     def read_index(self, name: str, size: int) -> list[Entry]:
         """The index of pack ``name`` (``size`` bytes); ``ValueError`` if damaged."""
@@ -362,13 +374,18 @@ class PackedChunks(ChunkStore):
             tail = self.backend.get_range(name, -need, need)
         return decode_pack_index(tail, size)
 
-    def refresh(self) -> None:
+    def refresh(self, *, rebuild: bool = False) -> None:
+        """Forget packs that are gone (GC), read the indexes of new ones.
+
+        ``rebuild``: start from scratch (re-read every pack's index).
+        """
         with self._refresh_lock:
             listed = {i.name: i.size for i in self.backend.list("packs/") if is_pack_name(i.name)}
             with self._lock:
-                vanished = self._pack_numbers.keys() - listed.keys()
-                if vanished:  # GC deleted or rewrote packs: rebuild from what exists
+                if rebuild:
                     self._index, self._packs, self._pack_numbers = {}, [], {}
+                    self._pack_digests = {}
+                self._forget_packs(self._pack_numbers.keys() - listed.keys())
                 todo = sorted(listed.keys() - self._pack_numbers.keys())
             unreadable = {}
             for name in todo:
@@ -401,7 +418,7 @@ class PackedChunks(ChunkStore):
 
     def get(self, chunk_digest: bytes) -> bytes:
         self._ensure_loaded()
-        for attempt in range(2):
+        for attempt in range(3):
             where = self.locate(chunk_digest)
             if where is not None:
                 name, off, n = where
@@ -409,8 +426,8 @@ class PackedChunks(ChunkStore):
                     return self.backend.get_range(name, off, n)
                 except BlobNotFoundError:
                     pass  # GC rewrote the pack: look again
-            if attempt == 0:
-                self.refresh()
+            if attempt < 2:  # new packs first; then every pack, for a duplicate's copy
+                self.refresh(rebuild=attempt == 1)
         raise BlobNotFoundError(chunk_name(chunk_digest))
 
     def location(self, chunk_digest: bytes) -> str:

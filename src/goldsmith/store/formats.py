@@ -74,18 +74,17 @@ def digest_of_name(name: str) -> bytes | None:
 
 
 def pack_name(pack_id: str) -> str:
-    """The blob name of a pack: ``packs/<first byte hex>/<32 hex>``."""
-    return f"packs/{pack_id[:2]}/{pack_id}"
+    """The blob name of a pack: ``packs/<32 hex>`` (flat: ~60 K packs per TB stored)."""
+    return f"packs/{pack_id}"
 
 
 def is_pack_name(name: str) -> bool:
     parts = name.split("/")
     return (
-        len(parts) == 3
+        len(parts) == 2
         and parts[0] == "packs"
-        and len(parts[2]) == 32
-        and parts[1] == parts[2][:2]
-        and all(c in "0123456789abcdef" for c in parts[2])
+        and len(parts[1]) == 32
+        and all(c in "0123456789abcdef" for c in parts[1])
     )
 
 

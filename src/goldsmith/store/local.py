@@ -119,7 +119,10 @@ class LocalBackend(Backend):
         try:
             if offset < 0:
                 offset = max(os.fstat(fd).st_size + offset, 0)
-            out = bytearray()
+            first = os.pread(fd, length, offset)
+            if len(first) == length or not first:
+                return first  # the usual case: one read, no copies
+            out = bytearray(first)
             while len(out) < length:
                 part = os.pread(fd, length - len(out), offset + len(out))
                 if not part:
