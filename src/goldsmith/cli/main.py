@@ -14,6 +14,7 @@ from goldsmith.cli import (
     orgs_cmd,
     platform_cmd,
     serve_cmd,
+    snapshots_cmd,
     store_cmd,
 )
 
@@ -27,6 +28,7 @@ app.add_typer(accounts_cmd.app, name="accounts")
 app.add_typer(docs_cmd.app, name="docs")
 app.add_typer(store_cmd.app, name="store")
 app.add_typer(images_cmd.app, name="images")
+app.add_typer(snapshots_cmd.app, name="snapshots")
 app.add_typer(orgs_cmd.app, name="orgs")
 app.add_typer(platform_cmd.app, name="platform")
 
