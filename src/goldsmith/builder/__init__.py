@@ -12,6 +12,7 @@ See docs/design/platform-images.md.
 
 from goldsmith.builder._common import BuildError, Progress
 from goldsmith.builder.artifacts import DiskImage, KernelArtifacts
+from goldsmith.builder.debian import build_debian
 from goldsmith.builder.kernel import build_kernel
 from goldsmith.builder.tiny import build_tiny
 
@@ -20,6 +21,7 @@ __all__ = [
     "DiskImage",
     "KernelArtifacts",
     "Progress",
+    "build_debian",
     "build_kernel",
     "build_tiny",
 ]

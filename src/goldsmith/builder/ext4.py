@@ -15,9 +15,15 @@ from goldsmith.builder._common import run, sparse_create
 FAKE_TIME = "1700000000"
 
 
-def make_ext4(tree: Path, image: Path, size: int, label: str, fs_uuid: str) -> None:
-    """Write an ext4 file system of ``size`` bytes holding ``tree`` (owners kept) to ``image``."""
+def make_ext4(
+    tree: Path, image: Path, size: int, label: str, fs_uuid: str, features: str = ""
+) -> None:
+    """Write an ext4 file system of ``size`` bytes holding ``tree`` (owners kept) to ``image``.
+
+    ``features`` is passed to ``mkfs.ext4 -O`` (e.g. ``^orphan_file``) when not empty.
+    """
     sparse_create(image, size)
+    extra = ["-O", features] if features else []
     run(
         [
             "mkfs.ext4",
@@ -29,6 +35,7 @@ def make_ext4(tree: Path, image: Path, size: int, label: str, fs_uuid: str) -> N
             fs_uuid,
             "-E",
             f"hash_seed={fs_uuid},lazy_itable_init=1,nodiscard",
+            *extra,
             "-d",
             tree,
             image,
