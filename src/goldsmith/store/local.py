@@ -32,10 +32,17 @@ def _wrap(exc: OSError, what: str) -> BackendError:
 
 
 class LocalBackend(Backend):
-    """Blobs as files under ``root`` (created if missing)."""
+    """Blobs as files under ``root`` (created if missing).
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``uncache_from``: blobs of at least this many bytes are dropped from the page cache once
+    durable (``POSIX_FADV_DONTNEED``); measured on a full snapshot: 0.2-0.4 s less CPU
+    (fresh page-cache pages are the costly part of writing) and packs do not crowd out
+    hotter data. Small blobs (manifests, locks, config) stay cached.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, uncache_from: int = 1 << 20) -> None:
         self.root = Path(root)
+        self.uncache_from = uncache_from
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -77,11 +84,17 @@ class LocalBackend(Backend):
             raise _wrap(exc, f"put {name}") from exc
         try:
             try:
+                size = 0
                 for part in parts:
                     view = memoryview(part).cast("B")
+                    size += view.nbytes
                     while view:
                         view = view[os.write(fd, view) :]
                 os.fsync(fd)
+                if size >= self.uncache_from:
+                    # Written once, read rarely (restore, launch): keeping it cached would evict
+                    # the VMs' working set, and freed pages are reused by the next pack cheaply
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
             os.rename(tmp, path)
