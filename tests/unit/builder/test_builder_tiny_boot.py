@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from builder_vm import Metadata, boot, imds, make_key, ssh
@@ -40,8 +41,10 @@ def test_tiny_boots_to_ssh_with_imdsv2_and_powers_off_on_acpi(
         assert " rw," in mounts
         assert all(token == "test-token-AQAEAJ" for m, _p, token in meta.requests if m == "GET")
 
+        pressed = time.monotonic()
         assert vm.qmp("system_powerdown") == {"return": {}}
         assert vm.wait_exit(30) == 0
+        print(f"powered off {time.monotonic() - pressed:.1f}s after the ACPI power button")
         assert "goldsmith-tiny: shutting down" in vm.console()
 
 
