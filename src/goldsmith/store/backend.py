@@ -73,6 +73,9 @@ class Backend(ABC):
         start = max(len(blob) + offset, 0) if offset < 0 else offset
         return blob[start : start + length]
 
+    def prefetch(self, name: str, offset: int, length: int) -> None:  # noqa: B027 - a hint
+        """Hint that this range of ``name`` will be read soon (no-op by default)."""
+
     @abstractmethod
     def has_many(self, names: Iterable[str]) -> set[str]:
         """Return the subset of ``names`` that exist."""

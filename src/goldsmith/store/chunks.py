@@ -133,6 +133,9 @@ class ChunkStore(ABC):
     def get(self, chunk_digest: bytes) -> bytes:
         """The chunk's record; ``BlobNotFoundError`` if it is not stored."""
 
+    def prefetch(self, chunk_digests: list[bytes]) -> None:  # noqa: B027 - a hint
+        """Hint that these chunks will be read soon (a restore reading ahead)."""
+
     @abstractmethod
     def location(self, chunk_digest: bytes) -> str:
         """The blob name that holds (or would hold) the chunk, for error messages."""
@@ -429,6 +432,18 @@ class PackedChunks(ChunkStore):
             if attempt < 2:  # new packs first; then every pack, for a duplicate's copy
                 self.refresh(rebuild=attempt == 1)
         raise BlobNotFoundError(chunk_name(chunk_digest))
+
+    def prefetch(self, chunk_digests: list[bytes]) -> None:
+        self._ensure_loaded()
+        spans: dict[str, tuple[int, int]] = {}  # pack → (first byte, end) of the records
+        for d in chunk_digests:
+            where = self.locate(d)
+            if where is not None:
+                name, off, n = where
+                lo, hi = spans.get(name, (off, off + n))
+                spans[name] = (min(lo, off), max(hi, off + n))
+        for name, (lo, hi) in spans.items():
+            self.backend.prefetch(name, lo, hi - lo)
 
     def location(self, chunk_digest: bytes) -> str:
         where = self.locate(chunk_digest)

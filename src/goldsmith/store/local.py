@@ -147,6 +147,20 @@ class LocalBackend(Backend):
         finally:
             os.close(fd)
 
+    def prefetch(self, name: str, offset: int, length: int) -> None:
+        # Asynchronous readahead: packs are dropped from the cache after writing, and one
+        # small synchronous read per chunk would leave the disk idle between them.
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # only a hint; the read itself reports errors
+        try:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
     def has_many(self, names: Iterable[str]) -> set[str]:
         return {n for n in names if os.path.isfile(self._path(n))}
 

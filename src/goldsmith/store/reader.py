@@ -146,9 +146,12 @@ class SnapshotReader:
 
         window = 2 * workers + 2
         pending: list[Future[int]] = []
+        ahead = max(32, 2 * window)  # chunks hinted ahead of the reads (~16 MiB)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gs-restore") as ex:
             try:
-                for index in indexes:
+                for k, index in enumerate(indexes):
+                    if k % (ahead // 2) == 0:
+                        self.chunks.prefetch([m.entries[i] for i in indexes[k : k + ahead]])
                     pending.append(ex.submit(work, index))
                     if len(pending) >= window:
                         done += pending.pop(0).result()

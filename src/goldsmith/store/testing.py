@@ -64,6 +64,9 @@ class FaultyBackend(Backend):
             raise BackendError(f"get {name}: injected failure")
         return self.inner.get_range(name, offset, length)
 
+    def prefetch(self, name: str, offset: int, length: int) -> None:
+        self.inner.prefetch(name, offset, length)
+
     def has_many(self, names: Iterable[str]) -> set[str]:
         return self.inner.has_many(names)
 

@@ -157,3 +157,16 @@ def test_duplicate_chunk_found_after_its_indexed_pack_vanishes() -> None:
     assert reader.get(b"d" * 32) == b"headpayload"  # found in the other pack
     assert reader.locate(b"d" * 32) is not None
     assert {first, second} - {where[0]}
+
+
+def test_restore_hints_the_packs_it_reads_next(image: ImageFactory, tmp_path: Path) -> None:
+    backend = MemoryBackend()
+    hints: list[tuple[str, int, int]] = []
+    backend.prefetch = lambda name, off, n: hints.append((name, off, n))  # type: ignore[method-assign]
+    repo = Repository(backend, pack_size=1 * MiB)
+    path, expected = image(8 * MiB, ranges=[(0, 8 * MiB)], compressible=False)
+    repo.snapshot_file(path, "snap-1")
+    repo.restore("snap-1", tmp_path / "out.raw")
+    assert (tmp_path / "out.raw").read_bytes() == expected
+    assert {name for name, _o, _n in hints} == set(_packs(repo))  # every pack, ahead of reads
+    assert all(n > 0 for _name, _o, n in hints)
