@@ -32,10 +32,19 @@ from botocore.model import Shape
 from goldsmith.api.protocol.model import item_name, unsupported, xml_name
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Anything escape() changes; most text has none of it and is returned as it is.
+_SPECIAL = re.compile('[&<>"\r]|[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]')
+
+#: Appends one value, as an element whose tag is already bound, to the output parts.
+Put = Callable[[list[str], Any], None]
+#: A structure member, bound: (is a string, open tag, close tag, put).
+_Member = tuple[bool, str, str, Put]
 
 
 def escape(text: str) -> str:
     """``text`` as XML character data (also safe inside a double-quoted attribute)."""
+    if _SPECIAL.search(text) is None:
+        return text
     if _NOT_XML.search(text):
         text = _NOT_XML.sub("\ufffd", text)
     # \r must be a character reference: a parser turns a literal \r into \n.
@@ -49,10 +58,19 @@ def escape(text: str) -> str:
 
 
 class Encoder:
-    """Appends one value of one shape, as the element ``tag``, to ``out``."""
+    """Appends one value of one shape, as the element ``tag``, to ``out``.
+
+    :meth:`bind` gives the same thing specialised for one tag (open and close text made
+    once): structures keep one bound function per member, which is what makes large
+    outputs (a thousand images) cheap to encode.
+    """
 
     def encode(self, out: list[str], tag: str, value: Any) -> None:
         """Append ``<tag>…</tag>`` for ``value``; raise ValueError if it does not fit."""
+        self.bind(tag)(out, value)
+
+    def bind(self, tag: str) -> Put:
+        """A function appending ``<tag>…</tag>`` for a value (ValueError if it does not fit)."""
         raise NotImplementedError
 
 
@@ -63,23 +81,46 @@ class StructureEncoder(Encoder):
         self.shape_name = shape_name
         # Filled in by compile_encoder after registration, so recursive shapes terminate.
         self.members: dict[str, tuple[str, Encoder]] = {}
+        # Bound on first use (after members are complete), for the same reason.
+        self._bound: dict[str, _Member] | None = None
 
-    def encode(self, out: list[str], tag: str, value: Any) -> None:
-        out.append(f"<{tag}>")
-        self.encode_members(out, value)
-        out.append(f"</{tag}>")
+    def bind(self, tag: str) -> Put:
+        open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+        encode_members = self.encode_members
+
+        def put(out: list[str], value: Any) -> None:
+            out.append(open_tag)
+            encode_members(out, value)
+            out.append(close_tag)
+
+        return put
+
+    def _bind_members(self) -> dict[str, _Member]:
+        bound = {}
+        for name, (tag, encoder) in self.members.items():
+            string = isinstance(encoder, ScalarEncoder) and encoder.fast is str
+            bound[name] = (string, f"<{tag}>", f"</{tag}>", encoder.bind(tag))
+        self._bound = bound
+        return bound
 
     def encode_members(self, out: list[str], value: Any) -> None:
         """Append the member elements of ``value`` without an enclosing element."""
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise ValueError(f"{self.shape_name} must be a mapping, not {type(value).__name__}")
-        members = self.members
+        get = (self._bound or self._bind_members()).get
+        append, special = out.append, _SPECIAL.search
         for key, item in value.items():
-            member = members.get(key)
+            member = get(key)
             if member is None:
                 raise ValueError(f"{self.shape_name} has no member {key!r}")
-            if item is not None:
-                member[1].encode(out, member[0], item)
+            if item is None:
+                continue
+            # Strings are most members: encoded here, without a call per member.
+            if member[0] and type(item) is str:
+                text = item if special(item) is None else escape(item)
+                append(f"{member[1]}{text}{member[2]}")
+            else:
+                member[3](out, item)
 
 
 class ListEncoder(Encoder):
@@ -89,27 +130,57 @@ class ListEncoder(Encoder):
         self.shape_name = shape_name
         self.item_tag = item_tag
         self.item = item
+        self._put_item: Put | None = None  # bound on first use (recursive shapes)
 
-    def encode(self, out: list[str], tag: str, value: Any) -> None:
-        if not isinstance(value, Sequence) or isinstance(value, str | bytes | bytearray):
-            raise ValueError(f"{self.shape_name} must be a list, not {type(value).__name__}")
-        out.append(f"<{tag}>")
-        item_tag, encode = self.item_tag, self.item.encode
-        for element in value:
-            if element is None:
-                raise ValueError(f"{self.shape_name} items must not be None")
-            encode(out, item_tag, element)
-        out.append(f"</{tag}>")
+    def bind(self, tag: str) -> Put:
+        open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+        shape_name = self.shape_name
+
+        def put(out: list[str], value: Any) -> None:
+            kind = type(value)
+            if (kind is not list and kind is not tuple) and (
+                not isinstance(value, Sequence) or isinstance(value, str | bytes | bytearray)
+            ):
+                raise ValueError(f"{shape_name} must be a list, not {kind.__name__}")
+            put_item = self._put_item
+            if put_item is None:
+                put_item = self._put_item = self.item.bind(self.item_tag)
+            out.append(open_tag)
+            for element in value:
+                if element is None:
+                    raise ValueError(f"{shape_name} items must not be None")
+                put_item(out, element)
+            out.append(close_tag)
+
+        return put
 
 
 class ScalarEncoder(Encoder):
-    """A scalar: ``convert`` returns its text (already escaped) or raises ValueError."""
+    """A scalar: ``convert`` returns its text (already escaped) or raises ValueError.
 
-    def __init__(self, convert: Callable[[Any], str]) -> None:
+    ``fast`` (optional) names the one Python type whose values skip the check (``str`` for
+    strings) and ``fast_convert`` converts them: the common case costs one type test.
+    """
+
+    def __init__(
+        self,
+        convert: Callable[[Any], str],
+        fast: type | None = None,
+        fast_convert: Callable[[Any], str] | None = None,
+    ) -> None:
         self.convert = convert
+        self.fast = fast
+        self.fast_convert = fast_convert or convert
 
-    def encode(self, out: list[str], tag: str, value: Any) -> None:
-        out.append(f"<{tag}>{self.convert(value)}</{tag}>")
+    def bind(self, tag: str) -> Put:
+        open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+        convert, fast, fast_convert = self.convert, self.fast, self.fast_convert
+
+        def put(out: list[str], value: Any) -> None:
+            text = fast_convert(value) if type(value) is fast else convert(value)
+            out.append(f"{open_tag}{text}{close_tag}")
+
+        return put
 
 
 def compile_encoder(shape: Shape, cache: dict[str, Encoder]) -> Encoder:
@@ -133,7 +204,9 @@ def compile_encoder(shape: Shape, cache: dict[str, Encoder]) -> Encoder:
     if shape.type_name == "list":
         encoder = ListEncoder(shape.name, item_name(shape), compile_encoder(shape.member, cache))
     elif shape.type_name in _SCALARS:
-        encoder = ScalarEncoder(_checked(shape.name, *_SCALARS[shape.type_name]))
+        accepts, convert = _SCALARS[shape.type_name]
+        fast = _FAST.get(shape.type_name)
+        encoder = ScalarEncoder(_checked(shape.name, accepts, convert), fast, convert)
     else:
         raise NotImplementedError(f"cannot serialize {shape.type_name} shape {shape.name}")
     cache[shape.name] = encoder
@@ -177,6 +250,10 @@ _SCALARS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], str]]] = {
         lambda v: base64.b64encode(v).decode("ascii"),
     ),
 }
+
+
+#: type name → the Python type whose values need no check (exactly that type, no subclass).
+_FAST: dict[str, type] = {"string": str, "boolean": bool, "integer": int, "long": int}
 
 
 def _checked(

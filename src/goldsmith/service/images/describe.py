@@ -1,4 +1,4 @@
-"""DescribeImages: every scoping parameter applied on its own, most of the work in SQL.
+"""DescribeImages: every scoping parameter applied on its own, the work done in SQL.
 
 The query is the intersection of independent parts, each one optional:
 
@@ -8,15 +8,20 @@ The query is the intersection of independent parts, each one optional:
   ``self``, the platform alias), ``ExecutableUsers`` (ids, ``self``, ``all``);
 * ``IncludeDeprecated`` (others' deprecated images hidden unless true; the owner always sees
   its own), ``IncludeDisabled`` (disabled images hidden unless true);
-* ``Filters``: the common ones narrow the SQL query (pushdown hooks); the shared
-  :class:`FilterSpec` predicate then decides every filter in Python, so a hook can only make
-  a query faster, never change its answer;
-* ``MaxResults``/``NextToken``: pages in image-id order; rows are streamed in batches and
-  tags/mappings fetched per batch, so a page costs about its own size.
+* ``Filters``: filters with an SQL hook narrow the query. The hooks here are *exact* on
+  SQLite and PostgreSQL (case-sensitive ``GLOB``/``LIKE``, see :func:`match_column`), so
+  when every filter of a request has one, SQL alone decides and the page is cut with
+  ``LIMIT``. Otherwise the shared :class:`FilterSpec` predicate decides every filter in
+  Python over the narrowed rows (the hooks still only make that faster);
+* ``MaxResults``/``NextToken``: pages in image-id order.
+
+Answers are rendered straight from database rows (:mod:`.render`), with the mappings and
+tags of a whole batch fetched in one query each, so a page costs about its own size.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +33,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from goldsmith.catalog import images as rows
 from goldsmith.catalog.images import image_block_devices, image_launch_permissions, images
 from goldsmith.catalog.schema import tags as tag_table
-from goldsmith.catalog.tags import tags_of
 from goldsmith.service.context import RequestContext
 from goldsmith.service.errors import not_found
-from goldsmith.service.filters import FilterSpec, like_pattern, literal_value
+from goldsmith.service.filters import (
+    FilterSpec,
+    compile_pattern,
+    format_value,
+    like_pattern,
+    literal_value,
+)
 from goldsmith.service.images.common import (
     ImageDeps,
     check_image_id,
@@ -39,16 +49,27 @@ from goldsmith.service.images.common import (
     platform_account,
 )
 from goldsmith.service.images.organizations import Principals, principals_of
-from goldsmith.service.images.render import image_dict
+from goldsmith.service.images.render import DEVICE_FIELDS, FIELDS, render_row
 from goldsmith.service.pagination import max_results
 
-BATCH = 500
+#: Rows per batch: mappings and tags are fetched per batch (IN lists of this many ids).
+BATCH = 1000
 OPERATION = "DescribeImages"
+#: Dialects whose string comparison makes the hooks below exact (binary / deterministic).
+EXACT_DIALECTS = frozenset({"sqlite", "postgresql"})
+
+_ALL_COLUMNS = tuple(c.name for c in images.columns)
+# Rendering reads FIELDS; filters in Python read a whole ImageRow. One SELECT serves both:
+# FIELDS first (sliced off for rendering), then every other column.
+_SELECT = FIELDS + tuple(c for c in _ALL_COLUMNS if c not in FIELDS)
+_POSITION = {name: i for i, name in enumerate(_SELECT)}
+_BILLING = _POSITION["billing_products"]
+_WIDTH = len(FIELDS)
 
 
 @dataclass(frozen=True)
 class ImageView:
-    """What filters and rendering see of one image."""
+    """What filters see of one image."""
 
     image: rows.ImageRow
     tags: Mapping[str, str]
@@ -57,6 +78,11 @@ class ImageView:
 
 def _ebs(view: ImageView, get: Callable[[rows.BlockDeviceRow], Any]) -> list[Any]:
     return [get(d) for d in view.image.block_devices if d.snapshot_id or d.volume_size]
+
+
+def _location(view: ImageView) -> str:
+    image = view.image
+    return image.image_location or f"{view.owner_alias or image.account_id}/{image.name}"
 
 
 def _getters() -> dict[str, Callable[[ImageView], Any]]:
@@ -91,7 +117,7 @@ def _getters() -> dict[str, Callable[[ImageView], Any]]:
         "instance-type-specification.unsupported-instance-type": none,
         "is-public": lambda v: v.image.is_public,
         "kernel-id": lambda v: v.image.kernel_id,
-        "manifest-location": lambda v: image_dict(v.image, {}, v.owner_alias)["ImageLocation"],
+        "manifest-location": _location,
         "name": lambda v: v.image.name,
         "owner-alias": lambda v: v.owner_alias,
         "owner-id": lambda v: v.image.account_id,
@@ -125,7 +151,7 @@ class _PrefixRange(ColumnElement[bool]):
 
     On SQLite (binary collation) ``prefix <= column < prefix + U+10FFFF`` holds exactly for
     strings starting with ``prefix``; elsewhere collations may order differently, so the
-    construct compiles to TRUE there and the ``LIKE`` beside it does the narrowing.
+    construct compiles to TRUE there and the pattern beside it does the narrowing.
     """
 
     inherit_cache = True
@@ -149,6 +175,48 @@ def _prefix_sqlite(element: _PrefixRange, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(clause, **kw))
 
 
+class _Wildcard(ColumnElement[bool]):
+    """``column`` matches an EC2 filter value with wildcards, case-sensitively.
+
+    PostgreSQL's ``LIKE`` is case-sensitive; SQLite's is not, so there the value becomes a
+    ``GLOB`` pattern (case-sensitive, ``*``/``?`` as in EC2, literal ``*?[`` bracketed).
+    """
+
+    inherit_cache = True
+    type = sa.Boolean()
+
+    def __init__(self, column: Any, value: str) -> None:
+        self.column = column
+        self.value = value
+
+
+@compiles(_Wildcard)
+def _wildcard_default(element: _Wildcard, compiler: Any, **kw: Any) -> str:
+    clause = element.column.like(like_pattern(element.value), escape="\\")
+    return str(compiler.process(clause, **kw))
+
+
+@compiles(_Wildcard, "sqlite")
+def _wildcard_sqlite(element: _Wildcard, compiler: Any, **kw: Any) -> str:
+    pattern = sa.literal(glob_pattern(element.value), sa.String())
+    return str(compiler.process(element.column.op("GLOB")(pattern), **kw))
+
+
+def glob_pattern(value: str) -> str:
+    """An EC2 filter value as an SQLite ``GLOB`` pattern (``\\`` escapes resolved)."""
+    out: list[str] = []
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "\\")
+            out.append(f"[{escaped}]" if escaped in "*?[" else escaped)
+        elif char in "*?":
+            out.append(char)
+        else:
+            out.append("[[]" if char == "[" else char)
+    return "".join(out)
+
+
 def _literal_prefix(value: str) -> str:
     """The characters before the first unescaped wildcard, escapes removed."""
     out: list[str] = []
@@ -164,16 +232,15 @@ def _literal_prefix(value: str) -> str:
 
 
 def match_column(column: Any, values: Sequence[str]) -> Any:
-    """``column`` equal to / ``LIKE`` any of the EC2 filter ``values`` (a superset)."""
+    """``column`` matches any of the EC2 filter ``values`` — exactly (see the module doc)."""
     terms = []
     for value in values:
-        pattern = like_pattern(value)
-        if pattern is None:
+        if like_pattern(value) is None:
             terms.append(column == literal_value(value))
             continue
-        like = column.like(pattern, escape="\\")
+        match = _Wildcard(column, value)
         prefix = _literal_prefix(value)
-        terms.append(sa.and_(_PrefixRange(column, prefix), like) if prefix else like)
+        terms.append(sa.and_(_PrefixRange(column, prefix), match) if prefix else match)
     return sa.or_(*terms)
 
 
@@ -182,8 +249,10 @@ def _column_hook(column: Any) -> Callable[[Sequence[str]], Any]:
 
 
 def _is_public_hook(values: Sequence[str]) -> Any:
-    wanted = {v == "true" for v in values if v in ("true", "false")}
-    return images.c.is_public.in_(sorted(wanted)) if wanted else sa.false()
+    # The predicate compares "true"/"false" with each value as a pattern ("t*" matches).
+    patterns = [compile_pattern(v) for v in values]
+    wanted = [b for b in (False, True) if any(p.fullmatch(format_value(b)) for p in patterns)]
+    return images.c.is_public.in_(wanted) if wanted else sa.false()
 
 
 def _snapshot_hook(values: Sequence[str]) -> Any:
@@ -201,23 +270,49 @@ def _tag_hook(key: str, values: Sequence[str]) -> Any:
     return images.c.image_id.in_(inner)
 
 
+# Filters that are plain string columns: the getter returns the column's value (or None,
+# which matches nothing in Python as in SQL).
+_STRING_COLUMNS = {
+    "architecture": images.c.architecture,
+    "boot-mode": images.c.boot_mode,
+    "description": images.c.description,
+    "hypervisor": images.c.hypervisor,
+    "image-id": images.c.image_id,
+    "image-type": images.c.image_type,
+    "kernel-id": images.c.kernel_id,
+    "name": images.c.name,
+    "owner-id": images.c.account_id,
+    "platform": images.c.platform,
+    "ramdisk-id": images.c.ramdisk_id,
+    "root-device-name": images.c.root_device_name,
+    "root-device-type": images.c.root_device_type,
+    "source-image-id": images.c.source_image_id,
+    "source-image-region": images.c.source_image_region,
+    "source-instance-id": images.c.source_instance_id,
+    "sriov-net-support": images.c.sriov_net_support,
+    "state": images.c.state,
+    "state-reason-code": images.c.state_reason_code,
+    "state-reason-message": images.c.state_reason_message,
+    "virtualization-type": images.c.virtualization_type,
+}
+
 SPEC: FilterSpec[ImageView] = FilterSpec(
     _getters(),
     tags=lambda v: v.tags,
     sql={
-        "name": _column_hook(images.c.name),
-        "architecture": _column_hook(images.c.architecture),
-        "state": _column_hook(images.c.state),
-        "image-type": _column_hook(images.c.image_type),
-        "image-id": _column_hook(images.c.image_id),
-        "owner-id": _column_hook(images.c.account_id),
-        "virtualization-type": _column_hook(images.c.virtualization_type),
-        "root-device-type": _column_hook(images.c.root_device_type),
+        **{name: _column_hook(column) for name, column in _STRING_COLUMNS.items()},
         "is-public": _is_public_hook,
         "block-device-mapping.snapshot-id": _snapshot_hook,
     },
     sql_tag=_tag_hook,
 )
+
+
+def decided_in_sql(filters: Sequence[Mapping[str, Any]] | None) -> bool:
+    """True when every filter has an exact SQL hook (no Python pass needed)."""
+    return all(
+        str(f.get("Name")).startswith("tag:") or f.get("Name") in SPEC.sql for f in filters or ()
+    )
 
 
 def granted_ids(region: str, grants: Sequence[tuple[str, str]]) -> Any:
@@ -238,19 +333,36 @@ def visible(region: str, principals: Principals) -> Any:
     )
 
 
+@dataclass
+class _Batch:
+    """Rows of one batch with their mapping tuples and tags (by image id)."""
+
+    rows: Sequence[Sequence[Any]]
+    devices: dict[str, list[tuple[Any, ...]]]
+    tags: dict[str, dict[str, str]]
+
+
 class Describer:
     """DescribeImages."""
 
     def __init__(self, deps: ImageDeps) -> None:
         self._deps = deps
+        #: Tests set this to compare the Python filter pass with SQL-only answers.
+        self.force_python_filters = False
 
     def describe_images(self, ctx: RequestContext, params: Mapping[str, Any]) -> dict[str, Any]:
         ids = list(dict.fromkeys(check_image_id(str(i)) for i in params.get("ImageIds") or []))
-        predicate = SPEC.compile(params.get("Filters"))
-        pushed = SPEC.pushdown(params.get("Filters"))
+        filters = params.get("Filters")
+        predicate = SPEC.compile(filters)  # validates every filter, even when SQL decides
+        pushed = SPEC.pushdown(filters)
         after = self._deps.paginator.decode(params.get("NextToken"), OPERATION, params)
         limit = max_results(params.get("MaxResults"), (5, 1000), None)
         with self._deps.catalog.begin() as conn:
+            in_sql = (
+                not self.force_python_filters
+                and conn.dialect.name in EXACT_DIALECTS
+                and decided_in_sql(filters)
+            )
             principals = principals_of(conn, ctx.account_id)
             base = [
                 images.c.region == ctx.region,
@@ -265,20 +377,38 @@ class Describer:
                 base.append(images.c.image_id > after[0])
             platform = platform_account(conn)
             alias = self._deps.platform_alias
-            found: list[ImageView] = []
-            for view in self._stream(conn, sa.and_(*base, *pushed), platform, alias):
-                if predicate(view):
-                    found.append(view)
-                    if limit is not None and len(found) > limit:
-                        break
+            condition = sa.and_(*base, *pushed)
+            sql_limit = limit + 1 if in_sql and limit is not None else None
+            # Nothing selective to drive from an index (only visibility and states): walk
+            # the images in id order and stop at the page's end.
+            walk = sql_limit is not None and not (
+                ids or pushed or params.get("Owners") or params.get("ExecutableUsers")
+            )
+            found: list[tuple[Sequence[Any], _Batch]] = []
+            for batch in self._batches(conn, ctx.region, condition, sql_limit, walk):
+                for row in batch.rows:
+                    if not in_sql:
+                        owner_alias = alias if row[1] == platform else None
+                        if not predicate(_view(row, batch, owner_alias)):
+                            continue
+                    found.append((row, batch))
+                if limit is not None and len(found) > limit:
+                    break
         token = None
         if limit is not None and len(found) > limit:
             found = found[:limit]
-            token = self._deps.paginator.encode((found[-1].image.image_id,), OPERATION, params)
-        return {
-            "Images": [image_dict(v.image, v.tags, v.owner_alias) for v in found],
-            "NextToken": token,
-        }
+            token = self._deps.paginator.encode((found[-1][0][0],), OPERATION, params)
+        rendered = [
+            render_row(
+                row[:_WIDTH],
+                batch.devices.get(row[0], ()),
+                batch.tags.get(row[0]),
+                alias if row[1] == platform else None,
+            )
+            for row, batch in found
+        ]
+        # A tuple: final as it is (the encoder leaves None members out by itself).
+        return {"Images": tuple(rendered), "NextToken": token}
 
     @staticmethod
     def _check_ids(conn: sa.Connection, ids: Sequence[str], base: Sequence[Any]) -> None:
@@ -343,19 +473,66 @@ class Describer:
         return images.c.image_id.in_(granted_ids(ctx.region, [("user", user)]))
 
     @staticmethod
-    def _stream(
-        conn: sa.Connection, condition: Any, platform: str | None, alias: str
-    ) -> Iterator[ImageView]:
-        # The inner query picks its best index (name, owner, tag, grants); the outer one walks
-        # the matching ids in order. One flat query would scan the primary key to avoid a sort.
-        matching = sa.select(images.c.image_id).where(condition)
-        query = images.select().where(images.c.image_id.in_(matching)).order_by(images.c.image_id)
+    def _batches(
+        conn: sa.Connection, region: str, condition: Any, limit: int | None, walk: bool
+    ) -> Iterator[_Batch]:
+        """Matching rows in id order, in batches with their mappings and tags.
+
+        By default the inner query picks its best index (name, owner, tag, grants) and the
+        outer one reads the matching ids in order: one flat query would walk the primary
+        key to avoid a sort. With ``walk`` (a page with no selective condition) that walk
+        is what is wanted: it stops after ``limit`` matches instead of finding them all.
+        """
+        columns = [images.c[name] for name in _SELECT]
+        if walk:
+            where = condition
+        else:
+            where = images.c.image_id.in_(sa.select(images.c.image_id).where(condition))
+        query = sa.select(*columns).where(where).order_by(images.c.image_id)
+        if limit is not None:
+            query = query.limit(limit)
         result = conn.execute(query)
         while batch := result.fetchmany(BATCH):
-            ids = [r.image_id for r in batch]
-            devices = rows.block_devices_of(conn, ids)
-            tags = tags_of(conn, batch[0].region, ids)
-            for r in batch:
-                image = rows.image_from(r._mapping, devices.get(r.image_id, ()))
-                owner_alias = alias if image.account_id == platform else None
-                yield ImageView(image, tags.get(image.image_id, {}), owner_alias)
+            ids = [r[0] for r in batch]
+            # Rows are tuples with billing_products decoded (JSON text in the database).
+            decoded = [_decoded(r) for r in batch]
+            yield _Batch(decoded, _devices(conn, ids), _tags(conn, region, ids))
+
+
+def _decoded(row: Sequence[Any]) -> list[Any]:
+    values = list(row)
+    raw = values[_BILLING]
+    values[_BILLING] = () if raw == "[]" else tuple(json.loads(raw))
+    return values
+
+
+def _devices(conn: sa.Connection, ids: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Mapping tuples (:data:`DEVICE_FIELDS`) per image id, in registration order."""
+    bd = image_block_devices
+    query = (
+        sa.select(bd.c.image_id, *[bd.c[name] for name in DEVICE_FIELDS])
+        .where(bd.c.image_id.in_(ids))
+        .order_by(bd.c.image_id, bd.c.position)
+    )
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for r in conn.execute(query):
+        out.setdefault(r[0], []).append(tuple(r)[1:])
+    return out
+
+
+def _tags(conn: sa.Connection, region: str, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    query = sa.select(tag_table.c.resource_id, tag_table.c.key, tag_table.c.value).where(
+        tag_table.c.region == region, tag_table.c.resource_id.in_(ids)
+    )
+    out: dict[str, dict[str, str]] = {}
+    for resource_id, key, value in conn.execute(query):
+        out.setdefault(resource_id, {})[key] = value
+    return out
+
+
+def _view(row: Sequence[Any], batch: _Batch, owner_alias: str | None) -> ImageView:
+    """The :class:`ImageView` of one row, for the Python filter pass."""
+    values = {name: row[i] for name, i in _POSITION.items()}
+    devices = tuple(rows.BlockDeviceRow(*d) for d in batch.devices.get(row[0], ()))
+    image = rows.ImageRow(**values, block_devices=devices)
+    return ImageView(image, batch.tags.get(row[0], {}), owner_alias)
