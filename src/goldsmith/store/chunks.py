@@ -146,7 +146,11 @@ class ChunkStore(ABC):
 
     @abstractmethod
     def inventory(self) -> Inventory:
-        """Every stored chunk and every blob that is not understood."""
+        """Every stored chunk and every blob that is not understood (a full scan)."""
+
+    def sizes(self) -> dict[bytes, int]:
+        """Stored bytes of every chunk (for accounting; may use a cached view)."""
+        return self.inventory().sizes
 
     @abstractmethod
     def plan_gc(self, referenced: set[bytes], cutoff: float) -> GcPlan:
@@ -473,6 +477,11 @@ class PackedChunks(ChunkStore):
 
     def inventory(self) -> Inventory:
         return self._scan()[1]
+
+    def sizes(self) -> dict[bytes, int]:
+        self.refresh()  # reads only packs that are new since the last call
+        with self._lock:
+            return {d: loc & _MASK32 for d, loc in self._index.items()}
 
     def plan_gc(self, referenced: set[bytes], cutoff: float) -> GcPlan:
         packs, _inv = self._scan()  # unreadable packs are never touched

@@ -293,7 +293,7 @@ def usage(
     if snapshot_ids is not None and len(manifests) != len(set(snapshot_ids)):
         missing = sorted(set(snapshot_ids) - manifests.keys())
         raise StoreError(f"no such snapshot(s): {', '.join(missing)}")
-    sizes = (chunks if chunks is not None else LooseChunks(backend)).inventory().sizes
+    sizes = (chunks if chunks is not None else LooseChunks(backend)).sizes()
     owners: dict[bytes, int] = defaultdict(int)
     for m in manifests.values():
         for d in set(m.entries.values()):
