@@ -128,3 +128,24 @@ def test_local_disk_full_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(os, "write", real_write)
     assert list(b.list()) == []
     assert [p.name for p in (tmp_path / "chunks" / "aa").iterdir()] == []
+
+
+def test_get_range_and_prefetch(backend: Backend) -> None:
+    backend.put("packs/p", b"0123456789")
+    assert backend.get_range("packs/p", 2, 3) == b"234"
+    assert backend.get_range("packs/p", -4, 4) == b"6789"  # suffix range
+    assert backend.get_range("packs/p", -40, 40) == b"0123456789"  # longer than the blob
+    assert backend.get_range("packs/p", 8, 10) == b"89"  # cut at the end
+    assert backend.get_range("packs/p", 10, 5) == b""
+    backend.prefetch("packs/p", 0, 10)  # a hint: no effect on content, no error
+    backend.prefetch("packs/missing", 0, 10)
+    with pytest.raises(BlobNotFoundError):
+        backend.get_range("packs/missing", 0, 1)
+
+
+def test_local_large_blob_is_durable_and_readable_after_uncaching(tmp_path: Path) -> None:
+    b = LocalBackend(tmp_path, uncache_from=1024)
+    data = bytes(range(256)) * 64  # 16 KiB: dropped from the page cache after its fsync
+    b.put("packs/big", data[:5000], memoryview(data)[5000:])
+    assert b.get("packs/big") == data
+    assert b.get_range("packs/big", 1000, 3000) == data[1000:4000]
