@@ -265,10 +265,12 @@ class _PackSession(ChunkSession):
             self._used += n
             self._entries.append((chunk_digest, off, n))
             mine = self._detach() if now else None
-        if full is not None:
-            self._seal(*full)
-        if mine is not None:
-            self._seal(*mine)
+        try:
+            if full is not None:
+                self._seal(*full)
+        finally:
+            if mine is not None:  # even if ``full`` failed: it must release its buffer
+                self._seal(*mine)
 
     def _detach(self) -> tuple[bytearray, int, list[Entry]]:
         # caller holds self._cond
@@ -280,6 +282,10 @@ class _PackSession(ChunkSession):
 
     def _seal(self, buf: bytearray, used: int, entries: list[Entry]) -> None:
         try:
+            with self._cond:
+                failed = self._error
+            if failed is not None:  # the session is lost already: write nothing more
+                raise failed
             index, footer = encode_pack_index(entries)
             name = pack_name(secrets.token_hex(16))
             self.store.backend.put(name, memoryview(buf)[:used], index, footer)
@@ -335,6 +341,8 @@ class PackedChunks(ChunkStore):
         self._packs: list[str] = []
         self._pack_numbers: dict[str, int] = {}
         self._pack_digests: dict[int, list[bytes]] = {}
+        # packs added while a refresh lists: not in its listing, yet not vanished
+        self._added_meanwhile: set[str] | None = None
         self.unreadable: dict[str, str] = {}
         self._buffers: list[bytearray] = []
         self._loaded_once = False
@@ -360,6 +368,8 @@ class PackedChunks(ChunkStore):
             self._packs.append(name)
             self._pack_numbers[name] = number
             self._pack_digests[number] = [d for d, _off, _n in entries]
+            if self._added_meanwhile is not None:
+                self._added_meanwhile.add(name)
             for d, off, n in entries:
                 self._index.setdefault(d, number << 64 | off << 32 | n)
 
@@ -387,12 +397,15 @@ class PackedChunks(ChunkStore):
         ``rebuild``: start from scratch (re-read every pack's index).
         """
         with self._refresh_lock:
+            with self._lock:
+                self._added_meanwhile = set()
             listed = {i.name: i.size for i in self.backend.list("packs/") if is_pack_name(i.name)}
             with self._lock:
+                added, self._added_meanwhile = self._added_meanwhile, None
                 if rebuild:
                     self._index, self._packs, self._pack_numbers = {}, [], {}
                     self._pack_digests = {}
-                self._forget_packs(self._pack_numbers.keys() - listed.keys())
+                self._forget_packs(self._pack_numbers.keys() - listed.keys() - added)
                 todo = sorted(listed.keys() - self._pack_numbers.keys())
             unreadable = {}
             for name in todo:

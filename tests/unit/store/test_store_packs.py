@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 from store_helpers import CHUNK, ImageFactory, MiB
 
-from goldsmith.store import FormatError, MemoryBackend, Repository
+from goldsmith.store import BackendError, FormatError, MemoryBackend, Repository
 from goldsmith.store.chunks import PackedChunks
 from goldsmith.store.formats import (
     PACK_ENTRY,
@@ -17,6 +18,7 @@ from goldsmith.store.formats import (
     decode_pack_index,
     encode_pack_index,
 )
+from goldsmith.store.testing import FaultyBackend
 
 
 def _packs(repo: Repository) -> list[str]:
@@ -170,3 +172,29 @@ def test_restore_hints_the_packs_it_reads_next(image: ImageFactory, tmp_path: Pa
     assert (tmp_path / "out.raw").read_bytes() == expected
     assert {name for name, _o, _n in hints} == set(_packs(repo))  # every pack, ahead of reads
     assert all(n > 0 for _name, _o, n in hints)
+
+
+def test_failed_pack_write_fails_the_session_without_hanging() -> None:
+    faulty = FaultyBackend(MemoryBackend(), fail_put_prefix="packs/")
+    store = PackedChunks(faulty, pack_size=100, max_record=CHUNK + 12)
+    session = store.session()
+    session.put(b"a" * 32, b"h", b"x" * 90)  # buffered
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def put_now() -> None:  # overflows the pack (sealed: fails) and seals its own at once
+        try:
+            session.put(b"b" * 32, b"h", b"y" * 90, now=True)
+        except BackendError as exc:
+            errors.append(exc)
+        done.set()
+
+    threading.Thread(target=put_now, daemon=True).start()
+    assert done.wait(10) and errors
+    with pytest.raises(BackendError):  # returns (no wait for a pack never written) and fails
+        session.flush()
+    with pytest.raises(BackendError):
+        session.put(b"c" * 32, b"h", b"z")
+    session.close()
+    assert list(faulty.list("packs/")) == []
+    assert not store.contains(b"a" * 32) and not store.contains(b"b" * 32)
