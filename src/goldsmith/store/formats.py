@@ -74,7 +74,7 @@ def digest_of_name(name: str) -> bytes | None:
 
 
 def pack_name(pack_id: str) -> str:
-    """The blob name of a pack: ``packs/<32 hex>`` (flat: ~60 K packs per TB stored)."""
+    """The blob name of a pack: ``packs/<32 hex>`` (flat: ~120 K packs per TB stored)."""
     return f"packs/{pack_id}"
 
 
