@@ -128,9 +128,13 @@ def download(cache: Path, pkg: Package) -> Path:
     debs.mkdir(parents=True, exist_ok=True)
     target = debs / pkg.filename
     if not target.exists():
-        run(["apt-get", *_QUIET_APT, "download", pkg.spec], cwd=debs, timeout=900)
-        if not target.exists():
-            raise BuildError(f"apt-get download {pkg.spec} did not produce {target.name}")
+        # Download beside the cache, then rename: an interrupted download leaves no .deb.
+        with building(debs / f".download-{pkg.name}") as partial:
+            run(["apt-get", *_QUIET_APT, "download", pkg.spec], cwd=partial, timeout=900)
+            fetched = partial / pkg.filename
+            if not fetched.exists():
+                raise BuildError(f"apt-get download {pkg.spec} did not produce {target.name}")
+            fetched.rename(target)
     return target
 
 

@@ -142,7 +142,7 @@ def _build(
     esp_uuid = f"{esp_serial[:4]}-{esp_serial[4:]}"
     tree = scratch / "root"
     report(progress, "debian: installing packages with mmdebstrap", 0.05)
-    _mmdebstrap(cache, tree, kernel.package)
+    _mmdebstrap(cache, tree, kernel.package, scratch)
     report(progress, "debian: configuring", 0.6)
     _configure(tree, root_uuid, esp_uuid)
     report(progress, "debian: making the EFI System Partition", 0.65)
@@ -175,7 +175,7 @@ def _build(
     )
 
 
-def _mmdebstrap(cache: Path, tree: Path, kernel_spec: str) -> None:
+def _mmdebstrap(cache: Path, tree: Path, kernel_spec: str, scratch: Path) -> None:
     archives = cache / "apt-archives"
     archives.mkdir(parents=True, exist_ok=True)
     include = ",".join([*PACKAGES, kernel_spec])
@@ -194,6 +194,7 @@ def _mmdebstrap(cache: Path, tree: Path, kernel_spec: str) -> None:
             tree,
             *MIRRORS,
         ],
+        env={"TMPDIR": str(scratch)},
         timeout=1800,
     )
 
@@ -245,7 +246,8 @@ def _make_esp(scratch: Path, esp: Path, serial: str, grub_cfg: str) -> None:
             "--fonts=",
             "--themes=",
             f"boot/grub/grub.cfg={cfg}",
-        ]
+        ],
+        env={"TMPDIR": str(scratch)},
     )
     run(["mkfs.vfat", "-C", "-F", "16", "-n", "EFI", "-i", serial, esp, str(ESP_SIZE // 1024)])
     run(["mmd", "-i", esp, "::/EFI", "::/EFI/BOOT"])
