@@ -15,10 +15,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from goldsmith.config import load_settings
-from goldsmith.service.app import open_catalog
-from goldsmith.service.context import RequestContext
-from goldsmith.service.images.rbin import RecycleBinService
 from harness import Creds, Server
 
 pytestmark = pytest.mark.integration
@@ -47,18 +43,11 @@ def snapshot_of(server: Server, creds: Creds, path: Path) -> str:
 
 
 def retain_images(server: Server, creds: Creds, days: int = 7) -> None:
-    """A Region-level EC2_IMAGE retention rule (the rbin HTTP route is not wired yet)."""
-    catalog = open_catalog(load_settings({"data_dir": server.data_dir}, environ={}))
-    try:
-        RecycleBinService(catalog).create_rule(
-            RequestContext(creds.account_id, "us-east-1"),
-            {
-                "ResourceType": "EC2_IMAGE",
-                "RetentionPeriod": {"RetentionPeriodValue": days, "RetentionPeriodUnit": "DAYS"},
-            },
-        )
-    finally:
-        catalog.dispose()
+    """A Region-level EC2_IMAGE retention rule, through the rbin API."""
+    server.client(creds, service="rbin").create_rule(
+        ResourceType="EC2_IMAGE",
+        RetentionPeriod={"RetentionPeriodValue": days, "RetentionPeriodUnit": "DAYS"},
+    )
 
 
 def store_bytes(server: Server) -> int:

@@ -1,7 +1,9 @@
 """The ASGI application: routes of the HTTP front door.
 
 ``POST /`` (and ``GET /`` with a query string) is the EC2 Query API; paths under
-``/snapshots`` are the EBS direct API (REST-JSON, ``api.restjson``). Health is at
+``/snapshots`` are the EBS direct API and ``/rules``, ``/list-rules``, ``/tags`` the recycle
+bin (``rbin``) — both REST-JSON (``api.restjson``), told apart by path, each verifying that
+the SigV4 credential scope names its own service. Health is at
 ``/_goldsmith/health`` (unauthenticated, says nothing about accounts).
 """
 
@@ -33,7 +35,15 @@ def create_app(services: Services, codec: Ec2QueryCodec | None = None) -> Starle
     ec2 = Ec2Endpoint(services, codec)
     # EBS direct API (REST-JSON): every path under /snapshots.
     ebs = RestJsonEndpoint(services, RestJsonCodec("ebs"), "ebs", services.ebs.operations())
+    # Recycle bin (REST-JSON): /rules, /list-rules, /tags (no overlap with EBS's paths).
+    rbin_codec = RestJsonCodec("rbin")
+    rbin = RestJsonEndpoint(services, rbin_codec, "rbin", services.rbin.handlers())
     rest_methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]
+    rbin_routes = [
+        Route(path, rbin.handle, methods=rest_methods)
+        for prefix in rbin_codec.prefixes
+        for path in (prefix, prefix + "/{rest:path}")
+    ]
 
     async def http_error(_request: Request, exc: Exception) -> Response:
         # Unknown paths and methods still answer in EC2's error envelope.
@@ -48,6 +58,7 @@ def create_app(services: Services, codec: Ec2QueryCodec | None = None) -> Starle
             Route("/", ec2.handle, methods=["GET", "POST"]),
             Route("/snapshots", ebs.handle, methods=rest_methods),
             Route("/snapshots/{rest:path}", ebs.handle, methods=rest_methods),
+            *rbin_routes,
         ],
         exception_handlers={HTTPException: http_error},
     )

@@ -21,7 +21,10 @@ import uvicorn
 from goldsmith.api.app import create_app
 from goldsmith.cli.common import CREDENTIALS_FILE, ConfigOption, DataDirOption, settings_from
 from goldsmith.service.accounts import Credentials
-from goldsmith.service.app import build_services
+from goldsmith.service.app import Services, build_services
+
+#: How often the server deletes recycle bin entries whose retention has ended.
+RECYCLE_BIN_SWEEP_SECONDS = 300.0
 
 
 def write_credentials(path: Path, creds: Credentials, endpoint: str, region: str) -> None:
@@ -69,6 +72,19 @@ def _self_check(server: uvicorn.Server, endpoint: str, creds_file: Path, region:
     )
     regions = client.describe_regions()["Regions"]
     typer.echo(f"self-check: DescribeRegions answered {len(regions)} regions — the API works")
+
+
+def _sweep_recycle_bin(services: Services, stop: threading.Event) -> None:
+    """Purge expired recycle bin entries every few minutes until ``stop`` is set."""
+    log = logging.getLogger("goldsmith.rbin")
+    while not stop.wait(RECYCLE_BIN_SWEEP_SECONDS):
+        try:
+            purged = services.sweep_recycle_bin()
+        except Exception:  # a failed sweep is retried at the next interval
+            log.exception("recycle bin sweep failed")
+            continue
+        if purged:
+            log.info("recycle bin sweep: %d expired resources deleted", purged)
 
 
 def serve(
@@ -125,7 +141,10 @@ def serve(
             args=(server, endpoint, creds_file, settings.default_region),
             daemon=True,
         ).start()
+    stop_sweeping = threading.Event()
+    threading.Thread(target=_sweep_recycle_bin, args=(services, stop_sweeping), daemon=True).start()
     try:
         server.run()
     finally:
+        stop_sweeping.set()
         services.close()

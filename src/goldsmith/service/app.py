@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from goldsmith.catalog import settings as stored
 from goldsmith.catalog.db import Catalog
@@ -15,10 +16,12 @@ from goldsmith.config import Settings
 from goldsmith.service.accounts import AccountService
 from goldsmith.service.ebs import EbsService
 from goldsmith.service.images import ImageService
+from goldsmith.service.images.rbin import RecycleBinService
 from goldsmith.service.keypairs import KeyPairService
 from goldsmith.service.operations import Operation
 from goldsmith.service.pagination import Paginator
 from goldsmith.service.regions import RegionService
+from goldsmith.service.snapshot_bin import SnapshotRecycleBin
 from goldsmith.service.snapshot_ops import SnapshotOperations
 from goldsmith.service.snapshots import SnapshotService
 from goldsmith.service.tags import TagService
@@ -38,11 +41,20 @@ class Services:
     snapshot_ops: SnapshotOperations
     ebs: EbsService
     images: ImageService
+    rbin: RecycleBinService
+    snapshot_bin: SnapshotRecycleBin
     operations: dict[str, Operation]
 
     def close(self) -> None:
         self.ebs.close()
         self.catalog.dispose()
+
+    def sweep_recycle_bin(self) -> int:
+        """Delete for good every binned image and snapshot whose retention has ended."""
+        at = datetime.now(UTC)
+        with self.catalog.begin() as conn:
+            images = self.images.lifecycle.purge_expired(conn, None, at)
+            return images + self.snapshot_bin.purge_expired(conn, None, at)
 
 
 def _operations(s: Services) -> list[Operation]:
@@ -88,6 +100,16 @@ def _operations(s: Services) -> list[Operation]:
             s.snapshot_ops.reset_snapshot_attribute,
             "Remove every createVolumePermission grant",
         ),
+        Operation(
+            "ListSnapshotsInRecycleBin",
+            s.snapshot_bin.list_snapshots_in_recycle_bin,
+            "Your deleted snapshots still in the recycle bin",
+        ),
+        Operation(
+            "RestoreSnapshotFromRecycleBin",
+            s.snapshot_bin.restore_snapshot_from_recycle_bin,
+            "Bring a snapshot back from the recycle bin",
+        ),
         *s.images.operations(),
     ]
 
@@ -118,6 +140,8 @@ def build_services(settings: Settings, catalog: Catalog | None = None) -> Servic
         snapshot_ops=SnapshotOperations(snapshots, paginator, settings.platform_alias),
         ebs=EbsService(snapshots),
         images=ImageService(catalog, tags, snapshots, paginator, settings.platform_alias),
+        rbin=RecycleBinService(catalog),
+        snapshot_bin=SnapshotRecycleBin(snapshots, paginator),
         operations={},
     )
     services.operations.update({op.name: op for op in _operations(services)})

@@ -45,6 +45,7 @@ from goldsmith.config import Settings
 from goldsmith.service.context import RequestContext
 from goldsmith.service.errors import ClientError, error, invalid_parameter
 from goldsmith.service.ids import check_id, new_id
+from goldsmith.service.retention import retention
 from goldsmith.service.tags import ResourceKind, TagService
 from goldsmith.store import Repository, SnapshotNotFoundError, StoreError
 from goldsmith.store.writer import Progress
@@ -126,17 +127,22 @@ class SnapshotService:
     @staticmethod
     def _owner_of(conn: sa.Connection, region: str, snapshot_id: str) -> str | None:
         row = rows.get_snapshot(conn, region, snapshot_id)
-        return row.owner_id if row is not None else None
+        # A snapshot in the recycle bin cannot be tagged (its tags are kept for restore).
+        return row.owner_id if row is not None and row.recycle_bin_enter is None else None
 
     # -- permission checks -------------------------------------------------------------------
 
     @staticmethod
     def may_see(conn: sa.Connection, ctx: RequestContext, row: SnapshotRow) -> bool:
-        """Owner, or a createVolumePermission for the caller or for every account."""
-        if row.owner_id == ctx.account_id:
-            return True
+        """Owner, or a createVolumePermission for the caller or for every account.
+
+        A snapshot in the recycle bin is seen by nobody (its owner lists it with
+        ListSnapshotsInRecycleBin and restores it first).
+        """
         if row.recycle_bin_enter is not None:
             return False
+        if row.owner_id == ctx.account_id:
+            return True
         grants = rows.permissions_of(conn, row.snapshot_id)
         return ("user", ctx.account_id) in grants or ("group", rows.ALL) in grants
 
@@ -306,7 +312,10 @@ class SnapshotService:
     def delete(self, conn: sa.Connection, ctx: RequestContext, snapshot_id: str) -> None:
         """Delete the caller's snapshot inside ``conn``'s transaction (EC2 checks included).
 
-        The manifest leaves the store once the transaction commits; chunks go at GC.
+        When an ``EBS_SNAPSHOT`` retention rule of the owner covers the (completed) snapshot,
+        it goes to the recycle bin for the rule's retention instead (row, tags, grants and
+        data kept; see ``snapshot_bin``). Otherwise the manifest leaves the store once the
+        transaction commits; chunks go at GC.
         """
         row = self.owned(conn, ctx, snapshot_id)
         user = self.in_use_by(conn, ctx.region, snapshot_id)
@@ -315,7 +324,15 @@ class SnapshotService:
                 "InvalidSnapshot.InUse",
                 f"The snapshot {snapshot_id} is currently in use by {user}",
             )
-        self.forget(conn, row)
+        kept = None
+        if row.state == "completed":
+            tags = self.tags.tags_of(conn, row.region, [snapshot_id]).get(snapshot_id, {})
+            kept = retention(conn, row.region, row.owner_id, "EBS_SNAPSHOT", tags)
+        if kept is None:
+            self.forget(conn, row)
+            return
+        at = now()
+        rows.update_snapshot(conn, snapshot_id, recycle_bin_enter=at, recycle_bin_exit=at + kept)
 
     def forget(self, conn: sa.Connection, row: SnapshotRow) -> None:
         """Remove the row, its grants and tags; drop the manifest after commit."""

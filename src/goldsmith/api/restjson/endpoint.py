@@ -1,6 +1,6 @@
 """A REST-JSON service endpoint: authenticate (SigV4), route, decode, dispatch, encode.
 
-One :class:`RestJsonEndpoint` per service (``ebs``; ``rbin`` later) wraps a
+One :class:`RestJsonEndpoint` per service (``ebs``, ``rbin``) wraps a
 :class:`RestJsonCodec` and a table of handlers (operation name → ``(ctx, params) → dict``).
 Failures become the service's JSON errors: a modelled error shape keeps its name and status
 (``EbsError``'s ``reason`` becomes ``Reason``); SigV4 failures keep AWS's generic codes
@@ -100,7 +100,10 @@ class RestJsonEndpoint:
             allowed_regions=self._services.regions.is_enabled,
         )
         query = parse_qsl(request.url.query, keep_blank_values=True)
-        routed = self._codec.route(request.method, request.url.path, query)
+        # Route on the raw (still percent-encoded) path: a label such as rbin's resourceArn
+        # carries an encoded "/" that must not split it.
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        routed = self._codec.route(request.method, raw_path.decode("latin-1"), query)
         if routed is None or routed[0].name not in self._handlers:
             raise Ec2Error(
                 "UnknownOperationException",
@@ -126,8 +129,10 @@ class RestJsonEndpoint:
             reason = getattr(exc, "reason", None)
             modelled = self._codec.error_status(exc.code)
             if modelled is not None or isinstance(exc, AuthError) or exc.status in (403, 404):
+                # A modelled error answers with the model's status (rbin's
+                # ResourceNotFoundException is a 404 whoever raised it).
                 return self._codec.serialize_error(
-                    exc.code, exc.message, exc.status, {"Reason": reason}
+                    exc.code, exc.message, modelled or exc.status, {"Reason": reason}
                 )
             if exc.status < 500:
                 return self._codec.serialize_error(

@@ -5,7 +5,8 @@
   ``EC2_IMAGE``, matching resource tags), the image moves to the bin for the rule's
   retention instead of disappearing; ListImagesInRecycleBin shows it and
   RestoreImageFromRecycleBin brings it back with its tags and launch permissions. Binned
-  images past their retention are purged on the next bin or deregister call of the region.
+  images past their retention are purged on the next bin or deregister call of the region
+  and by the server's periodic recycle bin sweep.
   ``DeleteAssociatedSnapshots`` deletes the mappings' snapshots when the image is gone for
   good (``success``); snapshots of a binned image stay, reported ``skipped``.
 * Enable/DisableImageDeprecation: ``DeprecateAt`` (rounded up to the minute, at most 10
@@ -24,7 +25,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from goldsmith.catalog import images as rows
-from goldsmith.catalog import rbin as rules
 from goldsmith.service.context import RequestContext
 from goldsmith.service.errors import ClientError, Ec2Error, invalid_parameter, missing_parameter
 from goldsmith.service.images.common import (
@@ -37,6 +37,7 @@ from goldsmith.service.images.common import (
     platform_account,
 )
 from goldsmith.service.pagination import max_results
+from goldsmith.service.retention import retention
 
 COOLDOWN = timedelta(hours=24)
 MAX_DEPRECATION = timedelta(days=3650)
@@ -46,17 +47,6 @@ def _protected(image: rows.ImageRow, at: datetime) -> bool:
     if image.protection != "disabled":
         return True
     return image.protection_cooldown_until is not None and image.protection_cooldown_until > at
-
-
-def rule_applies(rule: rules.RuleRow, tags: Mapping[str, str]) -> bool:
-    """A tag-level rule needs one of its tags; a Region-level rule any resource not excluded."""
-
-    def has(pairs: rules.TagPairs) -> bool:
-        return any(k in tags and (v is None or tags[k] == v) for k, v in pairs)
-
-    if rule.resource_tags:
-        return has(rule.resource_tags)
-    return not has(rule.exclude_tags)
 
 
 class Lifecycle:
@@ -111,20 +101,25 @@ class Lifecycle:
         self, conn: sa.Connection, ctx: RequestContext, image_id: str
     ) -> timedelta | None:
         tags = self._deps.tags.tags_of(conn, ctx.region, [image_id]).get(image_id, {})
-        days = [
-            r.retention_days
-            for r in rules.list_rules(conn, ctx.region, ctx.account_id, "EC2_IMAGE")
-            if rule_applies(r, tags)
-        ]
-        return timedelta(days=max(days)) if days else None
+        return retention(conn, ctx.region, ctx.account_id, "EC2_IMAGE", tags)
 
     def _purge_expired(self, conn: sa.Connection, ctx: RequestContext, at: datetime) -> None:
-        query = sa.select(rows.images.c.image_id).where(
-            rows.images.c.region == ctx.region, rows.images.c.recycle_bin_exit <= at
-        )
-        for (image_id,) in list(conn.execute(query)):
+        self.purge_expired(conn, ctx.region, at)
+
+    def purge_expired(self, conn: sa.Connection, region: str | None, at: datetime) -> int:
+        """Delete for good the binned images (of ``region``, or all) expired by ``at``.
+
+        Their snapshots stay (no longer in use, so their owner may delete them).
+        """
+        images = rows.images
+        query = sa.select(images.c.image_id, images.c.region).where(images.c.recycle_bin_exit <= at)
+        if region is not None:
+            query = query.where(images.c.region == region)
+        expired = list(conn.execute(query))
+        for image_id, image_region in expired:
             rows.delete_image(conn, image_id)
-            self._deps.tags.forget(conn, ctx.region, image_id)
+            self._deps.tags.forget(conn, image_region, image_id)
+        return len(expired)
 
     # Protection -----------------------------------------------------------------------
 
