@@ -70,6 +70,28 @@ images = sa.Table(
     sa.Index("ix_images_owner_name", "region", "account_id", "name"),
     sa.Index("ix_images_public_name", "region", "is_public", "name"),
     sa.Index("ix_images_region_name", "region", "name"),
+    # Covering indexes for DescribeImages' checks (migration 0004): candidates found through
+    # another index are checked from the index alone; owners' pages walk in id order.
+    sa.Index(
+        "ix_images_visibility",
+        "image_id",
+        "region",
+        "account_id",
+        "is_public",
+        "state",
+        "deprecation_time",
+        "recycle_bin_enter",
+    ),
+    sa.Index(
+        "ix_images_owner_id",
+        "region",
+        "account_id",
+        "image_id",
+        "is_public",
+        "state",
+        "deprecation_time",
+        "recycle_bin_enter",
+    ),
 )
 
 image_block_devices = sa.Table(
@@ -115,8 +137,11 @@ image_billing_accounts = sa.Table(
     sa.Column("account_id", sa.String(12), primary_key=True),
 )
 
-# Tag filters on 100,000 images need tags by (key, value), not only by resource.
-ix_tags_key_value = sa.Index("ix_tags_key_value", tags.c.region, tags.c.key, tags.c.value)
+# Tag filters on 100,000 images need tags by (key, value), not only by resource; with the
+# resource id in the index, the matching ids come from the index alone (migration 0004).
+ix_tags_key_value = sa.Index(
+    "ix_tags_key_value", tags.c.region, tags.c.key, tags.c.value, tags.c.resource_id
+)
 
 IMAGE_COLUMNS = tuple(c.name for c in images.columns)
 

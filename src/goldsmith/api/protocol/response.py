@@ -37,8 +37,9 @@ _SPECIAL = re.compile('[&<>"\r]|[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U001
 
 #: Appends one value, as an element whose tag is already bound, to the output parts.
 Put = Callable[[list[str], Any], None]
-#: A structure member, bound: (is a string, open tag, close tag, put).
-_Member = tuple[bool, str, str, Put]
+#: A structure member, bound: (str, bool or int when the member is a scalar of that kind,
+#: else None; open tag; close tag; put).
+_Member = tuple[type | None, str, str, Put]
 
 
 def escape(text: str) -> str:
@@ -98,8 +99,8 @@ class StructureEncoder(Encoder):
     def _bind_members(self) -> dict[str, _Member]:
         bound = {}
         for name, (tag, encoder) in self.members.items():
-            string = isinstance(encoder, ScalarEncoder) and encoder.fast is str
-            bound[name] = (string, f"<{tag}>", f"</{tag}>", encoder.bind(tag))
+            fast = encoder.fast if isinstance(encoder, ScalarEncoder) else None
+            bound[name] = (fast, f"<{tag}>", f"</{tag}>", encoder.bind(tag))
         self._bound = bound
         return bound
 
@@ -115,9 +116,16 @@ class StructureEncoder(Encoder):
                 raise ValueError(f"{self.shape_name} has no member {key!r}")
             if item is None:
                 continue
-            # Strings are most members: encoded here, without a call per member.
-            if member[0] and type(item) is str:
-                text = item if special(item) is None else escape(item)
+            # Plain scalars are most members: encoded here, without a call per member.
+            kind = member[0]
+            plain = type(item) is kind  # (a variable: no type narrowing of item to object)
+            if plain:
+                if kind is str:
+                    text = item if special(item) is None else escape(item)
+                elif kind is bool:
+                    text = "true" if item else "false"
+                else:
+                    text = str(item)
                 append(f"{member[1]}{text}{member[2]}")
             else:
                 member[3](out, item)

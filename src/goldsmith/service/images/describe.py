@@ -262,12 +262,28 @@ def _snapshot_hook(values: Sequence[str]) -> Any:
     return images.c.image_id.in_(inner)
 
 
-def _tag_hook(key: str, values: Sequence[str]) -> Any:
-    # An IN over the (region, key, value) index, not a correlated EXISTS per image.
+def tag_condition(region: str, key: str, values: Sequence[str]) -> Any:
+    """Images tagged ``key`` with a value matching ``values`` (exact, as the hooks).
+
+    An IN over the covering (region, key, value, resource id) index, not a correlated
+    EXISTS per image; it needs the region, so it is applied by the Describer rather than
+    through the spec's region-less hooks.
+    """
     inner = sa.select(tag_table.c.resource_id).where(
-        tag_table.c.key == key, match_column(tag_table.c.value, values)
+        tag_table.c.region == region,
+        tag_table.c.key == key,
+        match_column(tag_table.c.value, values),
     )
     return images.c.image_id.in_(inner)
+
+
+def tag_conditions(region: str, filters: Sequence[Mapping[str, Any]] | None) -> list[Any]:
+    """One :func:`tag_condition` per ``tag:<key>`` filter (validated by ``SPEC.compile``)."""
+    return [
+        tag_condition(region, str(f["Name"])[4:], [str(v) for v in f["Values"]])
+        for f in filters or ()
+        if str(f.get("Name")).startswith("tag:")
+    ]
 
 
 # Filters that are plain string columns: the getter returns the column's value (or None,
@@ -304,12 +320,11 @@ SPEC: FilterSpec[ImageView] = FilterSpec(
         "is-public": _is_public_hook,
         "block-device-mapping.snapshot-id": _snapshot_hook,
     },
-    sql_tag=_tag_hook,
 )
 
 
 def decided_in_sql(filters: Sequence[Mapping[str, Any]] | None) -> bool:
-    """True when every filter has an exact SQL hook (no Python pass needed)."""
+    """True when every filter has an exact SQL condition (no Python pass needed)."""
     return all(
         str(f.get("Name")).startswith("tag:") or f.get("Name") in SPEC.sql for f in filters or ()
     )
@@ -354,7 +369,7 @@ class Describer:
         ids = list(dict.fromkeys(check_image_id(str(i)) for i in params.get("ImageIds") or []))
         filters = params.get("Filters")
         predicate = SPEC.compile(filters)  # validates every filter, even when SQL decides
-        pushed = SPEC.pushdown(filters)
+        pushed = SPEC.pushdown(filters) + tag_conditions(ctx.region, filters)
         after = self._deps.paginator.decode(params.get("NextToken"), OPERATION, params)
         limit = max_results(params.get("MaxResults"), (5, 1000), None)
         with self._deps.catalog.begin() as conn:
