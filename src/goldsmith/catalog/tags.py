@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -96,10 +97,17 @@ def count_tags(conn: sa.Connection, region: str, resource_id: str) -> int:
 
 
 def list_tags(
-    conn: sa.Connection, region: str, owner_id: str, after: tuple[str, ...] | None = None
+    conn: sa.Connection,
+    region: str,
+    owner_id: str,
+    after: tuple[str, ...] | None = None,
+    conditions: Sequence[Any] = (),
 ) -> Iterable[TagRow]:
-    """The owner's tags in ``region`` ordered by (resource id, key), starting after ``after``."""
-    query = tags.select().where(tags.c.region == region, tags.c.owner_id == owner_id)
+    """The owner's tags in ``region`` ordered by (resource id, key), starting after ``after``.
+
+    ``conditions`` (SQL expressions on the ``tags`` table) narrow the rows further.
+    """
+    query = tags.select().where(tags.c.region == region, tags.c.owner_id == owner_id, *conditions)
     if after is not None:
         query = query.where(sa.tuple_(tags.c.resource_id, tags.c.key) > sa.tuple_(*after))
     query = query.order_by(tags.c.resource_id, tags.c.key)

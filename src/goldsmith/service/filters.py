@@ -88,6 +88,23 @@ def literal_value(value: str) -> str:
     return re.sub(r"\\(.)", r"\1", value, flags=re.DOTALL)
 
 
+def sql_match(column: Any, values: Sequence[str]) -> Any:
+    """A SQL condition true for at least the rows whose ``column`` matches any of ``values``.
+
+    Exact values compare with ``=``; wildcards become ``LIKE`` (case-insensitive on some
+    databases: a superset, which is all a pushdown hook promises).
+    """
+    import sqlalchemy as sa
+
+    terms = []
+    for value in values:
+        pattern = like_pattern(value)
+        terms.append(
+            column == literal_value(value) if pattern is None else column.like(pattern, escape="\\")
+        )
+    return sa.or_(*terms)
+
+
 def _values_of(raw: Any) -> list[str]:
     if raw is None:
         return []

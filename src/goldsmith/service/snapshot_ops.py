@@ -29,7 +29,7 @@ from goldsmith.catalog import snapshots as rows
 from goldsmith.catalog.snapshots import SnapshotRow, snapshots
 from goldsmith.service.context import RequestContext
 from goldsmith.service.errors import ClientError, invalid_parameter, missing_parameter
-from goldsmith.service.filters import FilterSpec, like_pattern, literal_value
+from goldsmith.service.filters import FilterSpec, sql_match
 from goldsmith.service.ids import check_id
 from goldsmith.service.pagination import Paginator
 from goldsmith.service.snapshots import (
@@ -74,24 +74,12 @@ _FILTERS: FilterSpec[_View] = FilterSpec(
     },
     tags=lambda v: v.tags,
     sql={
-        "snapshot-id": lambda values: _match(snapshots.c.snapshot_id, values),
-        "owner-id": lambda values: _match(snapshots.c.owner_id, values),
-        "status": lambda values: _match(snapshots.c.state, values),
-        "volume-id": lambda values: _match(snapshots.c.volume_id, values),
+        "snapshot-id": lambda values: sql_match(snapshots.c.snapshot_id, values),
+        "owner-id": lambda values: sql_match(snapshots.c.owner_id, values),
+        "status": lambda values: sql_match(snapshots.c.state, values),
+        "volume-id": lambda values: sql_match(snapshots.c.volume_id, values),
     },
 )
-
-
-def _match(column: Any, values: Sequence[str]) -> Any:
-    """A superset condition for the filter values on ``column`` (see filters.py)."""
-    conds = []
-    for value in values:
-        pattern = like_pattern(value)
-        if pattern is None:
-            conds.append(column == literal_value(value))
-        else:
-            conds.append(column.like(pattern, escape="\\"))
-    return sa.or_(*conds)
 
 
 def _snapshot_dict(view: _View) -> dict[str, Any]:

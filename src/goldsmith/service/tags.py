@@ -16,9 +16,10 @@ import sqlalchemy as sa
 
 from goldsmith.catalog import tags as rows
 from goldsmith.catalog.db import Catalog
+from goldsmith.catalog.schema import tags as tag_table
 from goldsmith.service.context import RequestContext
 from goldsmith.service.errors import ClientError, invalid_parameter, not_found
-from goldsmith.service.filters import FilterSpec
+from goldsmith.service.filters import FilterSpec, sql_match
 from goldsmith.service.ids import prefix_of
 from goldsmith.service.pagination import Paginator
 
@@ -47,6 +48,15 @@ _TAG_FILTERS: FilterSpec[rows.TagRow] = FilterSpec(
         "resource-type": lambda t: t.resource_type,
     },
     tags=lambda t: {t.key: t.value},
+    sql={
+        "key": lambda values: sql_match(tag_table.c.key, values),
+        "value": lambda values: sql_match(tag_table.c.value, values),
+        "resource-id": lambda values: sql_match(tag_table.c.resource_id, values),
+        "resource-type": lambda values: sql_match(tag_table.c.resource_type, values),
+    },
+    sql_tag=lambda key, values: sa.and_(
+        tag_table.c.key == key, sql_match(tag_table.c.value, values)
+    ),
 )
 
 
@@ -151,11 +161,11 @@ class TagService:
 
     def describe_tags(self, ctx: RequestContext, params: Mapping[str, Any]) -> dict[str, Any]:
         predicate = _TAG_FILTERS.compile(params.get("Filters"))
+        narrowed = _TAG_FILTERS.pushdown(params.get("Filters"))
         after = self._paginator.decode(params.get("NextToken"), "DescribeTags", params)
         with self._catalog.begin() as conn:
-            stream = (
-                t for t in rows.list_tags(conn, ctx.region, ctx.account_id, after) if predicate(t)
-            )
+            listed = rows.list_tags(conn, ctx.region, ctx.account_id, after, narrowed)
+            stream = (t for t in listed if predicate(t))
             page, token = self._paginator.page(
                 stream,
                 key=lambda t: (t.resource_id, t.key),

@@ -110,3 +110,33 @@ def test_format_and_patterns() -> None:
     assert compile_pattern("a.b").fullmatch("a.b")
     assert not compile_pattern("a.b").fullmatch("axb")
     assert compile_pattern("a\nb*").fullmatch("a\nbc\nd")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["web-1"], {"web-1"}),
+        (["web-*"], {"web-1", "web-2"}),
+        (["50%"], {"50%"}),  # a literal % is not a wildcard
+        (["50\\*"], {"50*"}),  # an escaped * is literal
+        (["a_c"], {"a_c"}),  # a literal _ is not a wildcard
+        (["a?c"], {"a_c", "abc"}),
+        (["nothing"], set()),
+    ],
+)
+def test_sql_match_is_a_superset_of_the_predicate(values: list[str], expected: set[str]) -> None:
+    import sqlalchemy as sa
+
+    from goldsmith.service.filters import sql_match
+
+    engine = sa.create_engine("sqlite://")
+    table = sa.Table("t", sa.MetaData(), sa.Column("v", sa.String))
+    table.metadata.create_all(engine)
+    names = ["web-1", "web-2", "50%", "500", "50*", "a_c", "abc"]
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"v": n} for n in names])
+        got = {r.v for r in conn.execute(sa.select(table.c.v).where(sql_match(table.c.v, values)))}
+    spec: FilterSpec[str] = FilterSpec({"v": lambda v: v})
+    exact = set(spec.apply(names, [{"Name": "v", "Values": values}]))
+    assert exact == expected
+    assert exact <= got  # pushdown may only narrow, never drop a match
