@@ -110,8 +110,10 @@ def main() -> None:
             for name, params in ops.items():
                 samples = timed(lambda p=params: conn.call(p), count)  # type: ignore[misc]
                 p50, p99 = pct(samples, 0.5), pct(samples, 0.99)
-                # Targets: an interactive API answers list calls in tens of milliseconds.
-                target = "<=50" if name == "describe_key_pairs" else "<=250"
+                # Targets: an interactive API answers a list call in tens of milliseconds;
+                # DescribeKeyPairs here returns every key pair with its 50 tags (10,000 tags
+                # in one response at full size), so it gets the budget of a 10-page listing.
+                target = "<=100" if name == "describe_key_pairs" else "<=50"
                 emit(f"{name}_rps", len(samples) / sum(samples), "req/s", 1000 / floor_p50)
                 emit(f"{name}_p50", p50, "ms", floor_p50, target, on="value")
                 emit(f"{name}_p99", p99, "ms", floor_p50)
