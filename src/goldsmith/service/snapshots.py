@@ -178,7 +178,9 @@ class SnapshotService:
         if row is None or (row.recycle_bin_enter is not None and row.owner_id != ctx.account_id):
             raise snapshot_not_found(snapshot_id)
         if row.owner_id != ctx.account_id:
-            if self.may_read(conn, ctx, row):
+            # Only a caller that may see the snapshot learns it exists; a read grant alone
+            # (an image shared with the caller maps it) does not make it visible.
+            if self.may_see(conn, ctx, row):
                 raise error("AuthFailure", f"Not authorized for snapshot:{snapshot_id}")
             raise snapshot_not_found(snapshot_id)
         if row.recycle_bin_enter is not None:

@@ -3,7 +3,8 @@
 Who may do what (see docs/images.md):
 
 * DescribeImageAttribute: anyone who can see the image, except ``launchPermission``, which
-  only the owner reads (others: AuthFailure, as EC2);
+  only the owner reads (others: AuthFailure, as EC2), and the deprecated
+  ``blockDeviceMapping``, which EC2 refuses to everyone with AuthFailure;
 * ModifyImageAttribute / ResetImageAttribute: the owner only (AuthFailure for a visible
   image of someone else, NotFound for an invisible one);
 * CancelImageLaunchPermission: an account removes its own direct grant;
@@ -138,6 +139,10 @@ class Attributes:
             image, _ = get_visible(conn, ctx, image_id)
             if attribute == "launchPermission" and image.account_id != ctx.account_id:
                 raise error("AuthFailure", f"Not authorized for image:{image_id}")
+            if attribute == "blockDeviceMapping":
+                # Deprecated on EC2: it answers Client.AuthFailure to everyone, owner included
+                # (DescribeImages reports the mappings).
+                raise error("AuthFailure", "Unauthorized attempt to access restricted resource")
             grants = rows.permissions_of(conn, image_id)
         return {"ImageId": image_id, **self._attribute(image, grants, attribute)}
 
