@@ -18,7 +18,7 @@ import typer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from goldsmith.cli.common import (
     CREDENTIALS_FILE,
@@ -81,7 +81,18 @@ def _api(endpoint: str, region: str, profile: str | None, data_dir: Path | None)
 
 
 def _table(images: list[dict[str, Any]]) -> None:
-    table = Table("Image", "Name", "Owner", "State", "Arch", "Public", "Created", "Deprecation")
+    # Ids and owners are never cut (they are what the next command needs); other columns
+    # wrap, so the table stays whole in a narrow terminal or a pipe (80 columns).
+    table = Table(
+        Column("Image", no_wrap=True, min_width=21),
+        Column("Name", overflow="fold"),
+        Column("Owner", no_wrap=True, min_width=12),
+        Column("State", overflow="fold"),
+        Column("Arch", overflow="fold"),
+        Column("Public"),
+        Column("Created", overflow="fold"),
+        Column("Deprecation", overflow="fold"),
+    )
     for image in images:
         table.add_row(
             image["ImageId"],
@@ -93,7 +104,10 @@ def _table(images: list[dict[str, Any]]) -> None:
             str(image.get("CreationDate", ""))[:19],
             str(image.get("DeprecationTime") or "")[:19],
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped: whole rows, one line per image, for grep & co
+    console.print(table)
 
 
 @app.command("list")
@@ -184,6 +198,12 @@ def register(
     description: Annotated[
         str | None, typer.Option("--description", help="Description (up to 255 characters).")
     ] = None,
+    kernel: Annotated[
+        str | None, typer.Option("--kernel", help="Kernel image id (aki-…), for paravirtual.")
+    ] = None,
+    ramdisk: Annotated[
+        str | None, typer.Option("--ramdisk", help="Ramdisk image id (ari-…).")
+    ] = None,
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
     region: RegionOption = "us-east-1",
     profile: ProfileOption = None,
@@ -201,6 +221,10 @@ def register(
         params["BootMode"] = boot_mode
     if description:
         params["Description"] = description
+    if kernel:
+        params["KernelId"] = kernel
+    if ramdisk:
+        params["RamdiskId"] = ramdisk
     api = _api(endpoint, region, profile, data_dir)
     typer.echo(api.call("register_image", **params)["ImageId"])
 
