@@ -195,3 +195,20 @@ def test_rule_api_tags_pages_and_locks(services: Services) -> None:
     assert rbin_code(rbin.create_rule, me, ResourceType="EBS_SNAPSHOT")[0] == (
         "ValidationException"
     )
+
+
+def test_deregister_with_associated_snapshots_bins_them(services: Services, tmp_path: Path) -> None:
+    me = ctx_for(services)
+    rule(services, me)
+    sid = make(services, me, tmp_path, {})
+    image = call(
+        services,
+        me,
+        "RegisterImage",
+        Name="binned-snapshots",
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": sid}}],
+    )["ImageId"]
+    out = call(services, me, "DeregisterImage", ImageId=image, DeleteAssociatedSnapshots=True)
+    assert out["DeleteSnapshotResults"] == [{"SnapshotId": sid, "ReturnCode": "success"}]
+    assert binned(services, me) == [sid]
