@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 
 from goldsmith.catalog import settings as stored
 from goldsmith.catalog.db import Catalog
+from goldsmith.compute import Hypervisor
 from goldsmith.config import Settings
 from goldsmith.service.accounts import AccountService
 from goldsmith.service.ebs import EbsService
 from goldsmith.service.images import ImageService
 from goldsmith.service.images.rbin import RecycleBinService
+from goldsmith.service.instances.wiring import InstanceServices, build_instance_services
 from goldsmith.service.keypairs import KeyPairService
 from goldsmith.service.operations import Operation
 from goldsmith.service.pagination import Paginator
@@ -43,9 +45,11 @@ class Services:
     images: ImageService
     rbin: RecycleBinService
     snapshot_bin: SnapshotRecycleBin
+    compute: InstanceServices
     operations: dict[str, Operation]
 
     def close(self) -> None:
+        self.compute.close()
         self.ebs.close()
         self.catalog.dispose()
 
@@ -111,6 +115,7 @@ def _operations(s: Services) -> list[Operation]:
             "Bring a snapshot back from the recycle bin",
         ),
         *s.images.operations(),
+        *s.compute.operations(),
     ]
 
 
@@ -121,7 +126,9 @@ def open_catalog(settings: Settings) -> Catalog:
     return catalog
 
 
-def build_services(settings: Settings, catalog: Catalog | None = None) -> Services:
+def build_services(
+    settings: Settings, catalog: Catalog | None = None, hypervisor: Hypervisor | None = None
+) -> Services:
     """Open (and migrate) the catalog and wire every service."""
     catalog = catalog or open_catalog(settings)
     with catalog.begin() as conn:
@@ -129,19 +136,34 @@ def build_services(settings: Settings, catalog: Catalog | None = None) -> Servic
     paginator = Paginator(bytes.fromhex(secret))
     tags = TagService(catalog, paginator)
     snapshots = SnapshotService(catalog, tags, settings)
+    keypairs = KeyPairService(catalog, tags)
+    images = ImageService(catalog, tags, snapshots, paginator, settings.platform_alias)
+    regions = RegionService(catalog, settings.regions, f"{settings.host}:{settings.port}")
+    compute = build_instance_services(
+        settings,
+        catalog,
+        tags,
+        images,
+        snapshots,
+        keypairs,
+        regions.zone_names,
+        paginator,
+        hypervisor=hypervisor,
+    )
     services = Services(
         settings=settings,
         catalog=catalog,
         accounts=AccountService(catalog, settings.platform_alias),
-        regions=RegionService(catalog, settings.regions, f"{settings.host}:{settings.port}"),
+        regions=regions,
         tags=tags,
-        keypairs=KeyPairService(catalog, tags),
+        keypairs=keypairs,
         snapshots=snapshots,
         snapshot_ops=SnapshotOperations(snapshots, paginator, settings.platform_alias),
         ebs=EbsService(snapshots),
-        images=ImageService(catalog, tags, snapshots, paginator, settings.platform_alias),
+        images=images,
         rbin=RecycleBinService(catalog),
         snapshot_bin=SnapshotRecycleBin(snapshots, paginator),
+        compute=compute,
         operations={},
     )
     services.operations.update({op.name: op for op in _operations(services)})
