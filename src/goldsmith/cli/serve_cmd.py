@@ -19,9 +19,11 @@ import typer
 import uvicorn
 
 from goldsmith.api.app import create_app
+from goldsmith.api.imds import start_metadata_server
 from goldsmith.cli.common import CREDENTIALS_FILE, ConfigOption, DataDirOption, settings_from
 from goldsmith.service.accounts import Credentials
 from goldsmith.service.app import Services, build_services
+from goldsmith.service.instances import ImdsTarget
 
 #: How often the server deletes recycle bin entries whose retention has ended.
 RECYCLE_BIN_SWEEP_SECONDS = 300.0
@@ -135,6 +137,12 @@ def serve(
             lifespan="off",
         )
     )
+    # The instance metadata server, then the instance manager (adopts running VMs).
+    imds_host = "127.0.0.1"
+    imds_port = services.compute.metadata_port(services.catalog, imds_host)
+    imds = start_metadata_server(services.compute.metadata, imds_host, imds_port)
+    services.compute.start(ImdsTarget(imds_host, imds_port))
+    typer.echo(f"instance metadata service: {imds_host}:{imds_port} (169.254.169.254 in guests)")
     if self_check:
         threading.Thread(
             target=_self_check,
@@ -147,4 +155,5 @@ def serve(
         server.run()
     finally:
         stop_sweeping.set()
+        imds.should_exit = True
         services.close()

@@ -11,9 +11,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from goldsmith.catalog import schema
+from goldsmith.catalog import settings as stored
 from goldsmith.catalog.db import Catalog
 from goldsmith.compute import FakeHypervisor, Hypervisor, QemuHypervisor
 from goldsmith.compute.instance_types import Host
+from goldsmith.compute.network import can_bind, free_port
 from goldsmith.config import Settings
 from goldsmith.service.images import ImageService
 from goldsmith.service.instances.capture import ImageCapture
@@ -28,6 +31,8 @@ from goldsmith.service.tags import TagService
 from goldsmith.service.tasks import TaskRunner
 from goldsmith.service.volume_files import VolumeFiles
 from goldsmith.service.volumes import VolumeService
+
+IMDS_PORT = "imds_port"
 
 
 def default_hypervisor() -> Hypervisor:
@@ -66,6 +71,21 @@ class InstanceServices:
         self.manager.imds = imds
         self.manager.start()
         self.tasks.resume()
+
+    def metadata_port(self, catalog: Catalog, host: str) -> int:
+        """The metadata server's port: the one used before (running VMs relay to it) when it
+        can still be bound, else a new one, remembered in the catalog."""
+        with catalog.begin() as conn:
+            port = int(stored.get_or_create(conn, IMDS_PORT, str(free_port(host))))
+            if can_bind(host, port):
+                return port
+            port = free_port(host)
+            conn.execute(
+                schema.settings.update()
+                .where(schema.settings.c.name == IMDS_PORT)
+                .values(value=str(port))
+            )
+        return port
 
     def close(self) -> None:
         self.manager.close()
