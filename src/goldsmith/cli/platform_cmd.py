@@ -94,6 +94,46 @@ def publish(
         typer.echo(image.image_id)
 
 
+@app.command("build")
+def build(
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            envvar="GOLDSMITH_BUILD_CACHE",
+            help="Build cache (packages, artifacts). Default: <data-dir>/cache.",
+            show_default=False,
+        ),
+    ] = None,
+    regions: Annotated[
+        list[str] | None, typer.Option("--region", help="Region(s) to publish in.")
+    ] = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the kernel/ramdisk and tiny images from Debian packages and publish them.
+
+    Idempotent: a build already published is reused; older versions are deprecated.
+    """
+    from goldsmith.cli.platform_build import build_artifacts, publish_tiny
+
+    settings = settings_from(data_dir)
+    cache_dir = cache or settings.data_dir / "cache"
+    say = (lambda _m: None) if as_json else typer.echo
+    tiny = build_artifacts(cache_dir, say)
+    out = []
+    with _services(data_dir) as services:
+        account = _platform_account(services)
+        for region in regions or [settings.default_region]:
+            published = publish_tiny(services, RequestContext(account, region), tiny, say)
+            out.append(published.as_dict())
+    if as_json:
+        print_json(out if len(out) != 1 else out[0])
+    else:
+        for item in out:
+            typer.echo(f"{item['Region']}: tiny image {item['TinyImageId']}")
+
+
 @app.command("snapshot")
 def snapshot(
     path: Annotated[Path, typer.Argument(help="Disk file (raw or qcow2).")],
