@@ -282,3 +282,6 @@ def test_region_is_respected(populated: tuple[World, list[RequestContext], list[
     elsewhere = RequestContext(people[0].account_id, "eu-west-1")
     assert REGION != "eu-west-1"
     assert world.call(elsewhere, "DescribeImages")["Images"] == ()
+    tagged = [{"Name": "tag:env", "Values": ["*"]}]
+    assert world.call(elsewhere, "DescribeImages", Filters=tagged)["Images"] == ()
+    assert len(world.call(people[0], "DescribeImages", Filters=tagged)["Images"]) > 0
