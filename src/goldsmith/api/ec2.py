@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
@@ -161,7 +160,7 @@ class Ec2Endpoint:
             access_key_id=caller.access_key_id,
         )
         output = dispatch(self._services.operations, ctx, parsed.action, parsed.params)
-        return self._codec.serialize(parsed.action, _drop_none(output), request_id)
+        return self._codec.serialize(parsed.action, output, request_id)
 
     def _error(self, code: str, message: str, status: int, request_id: str) -> Response:
         body = self._codec.serialize_error(code, message, request_id)
@@ -175,12 +174,3 @@ def _raw_url(request: Request) -> str:
     host = request.headers.get("host", "localhost")
     url = f"{request.url.scheme}://{host}{raw_path.decode('latin-1')}"
     return f"{url}?{query.decode('latin-1')}" if query else url
-
-
-def _drop_none(value: Any) -> Any:
-    """Remove ``None`` members recursively (handlers may leave optional members unset)."""
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_none(v) for v in value]
-    return value

@@ -29,11 +29,11 @@ def tags_of(
     out: dict[str, dict[str, str]] = {}
     # Chunk the IN list: SQLite caps bound parameters per statement.
     for start in range(0, len(ids), 500):
-        query = tags.select().where(
+        query = sa.select(tags.c.resource_id, tags.c.key, tags.c.value).where(
             tags.c.region == region, tags.c.resource_id.in_(ids[start : start + 500])
         )
-        for row in conn.execute(query):
-            out.setdefault(row.resource_id, {})[row.key] = row.value
+        for resource_id, key, value in conn.execute(query).all():
+            out.setdefault(resource_id, {})[key] = value
     return out
 
 
