@@ -8,9 +8,6 @@ or raises (``failed``, the message kept in ``error`` — the handler itself reco
 client should see, such as an image's StateReason). At start, :meth:`TaskRunner.resume`
 runs every task left ``queued`` or ``running`` by an earlier process again, so handlers must
 be idempotent (check what is already done before doing it).
-
-``TaskRunner(inline=True)`` runs handlers synchronously after commit (deterministic unit
-tests).
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +29,7 @@ from goldsmith.catalog.db import Catalog
 
 log = logging.getLogger(__name__)
 
+COMMIT_WAIT = 10.0
 Handler = Callable[[rows.TaskRow, dict[str, Any]], None]
 
 
@@ -41,10 +40,9 @@ def _after_commit(conn: sa.Connection, fn: Callable[[], None]) -> None:
 class TaskRunner:
     """Runs durable tasks by kind; see the module docstring."""
 
-    def __init__(self, catalog: Catalog, *, workers: int = 2, inline: bool = False) -> None:
+    def __init__(self, catalog: Catalog, *, workers: int = 2) -> None:
         self._catalog = catalog
         self._handlers: dict[str, Handler] = {}
-        self._inline = inline
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
         self._futures: set[Future[None]] = set()
@@ -93,9 +91,6 @@ class TaskRunner:
         return len(pending)
 
     def _schedule(self, task_id: str) -> None:
-        if self._inline:
-            self._run(task_id)
-            return
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="gs-task")
@@ -104,13 +99,38 @@ class TaskRunner:
         future.add_done_callback(self._futures.discard)
 
     def _run(self, task_id: str) -> None:
-        with self._catalog.begin() as conn:
-            task = rows.get_task(conn, task_id)
-            if task is None or task.state not in ("queued", "running"):
-                return
-            rows.update_task(
-                conn, task_id, state="running", attempts=task.attempts + 1, updated_at=_now()
-            )
+        try:
+            self._run_one(task_id)
+        except Exception:  # never lose a failure silently in the pool
+            log.exception("task %s could not run", task_id)
+
+    def _claim(self, task_id: str) -> rows.TaskRow | None:
+        # SQLAlchemy's "commit" event fires just before the database commits, so the row
+        # may not be visible to this thread's connection for a moment.
+        deadline = time.monotonic() + COMMIT_WAIT
+        while True:
+            with self._catalog.begin() as conn:
+                task = rows.get_task(conn, task_id)
+                if task is not None:
+                    if task.state not in ("queued", "running"):
+                        return None
+                    rows.update_task(
+                        conn,
+                        task_id,
+                        state="running",
+                        attempts=task.attempts + 1,
+                        updated_at=_now(),
+                    )
+                    return task
+            if time.monotonic() > deadline:
+                log.error("task %s never became visible", task_id)
+                return None
+            time.sleep(0.02)
+
+    def _run_one(self, task_id: str) -> None:
+        task = self._claim(task_id)
+        if task is None:
+            return
         try:
             self._handlers[task.kind](task, json.loads(task.payload))
         except Exception as exc:  # a failed task must not kill the worker

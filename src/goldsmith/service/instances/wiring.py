@@ -108,7 +108,7 @@ def build_instance_services(
 ) -> InstanceServices:
     files = VolumeFiles(settings, snapshots)
     manager = InstanceManager(catalog, hypervisor or default_hypervisor(), files, inline=inline)
-    tasks = TaskRunner(catalog, inline=inline)
+    tasks = TaskRunner(catalog)
     instances = InstanceService(
         catalog, tags, images, snapshots, keypairs, zones, paginator, manager, host
     )

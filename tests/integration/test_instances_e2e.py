@@ -1,0 +1,273 @@
+"""End to end with real QEMU (TCG): platform images, RunInstances, SSH, CreateImage, relaunch.
+
+One server for the module (its own data dir) and one ``goldsmith platform build`` (the build
+cache is reused: ``$GOLDSMITH_BUILD_CACHE`` or ``~/.cache/goldsmith-test``). Every QEMU
+process the server started is killed by PID at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from harness import Creds, Server, start_server, stop_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BOOT_TIMEOUT = 90.0
+
+
+def build_cache() -> Path:
+    return Path(os.environ.get("GOLDSMITH_BUILD_CACHE", Path.home() / ".cache" / "goldsmith-test"))
+
+
+def kill_vms(data_dir: Path) -> None:
+    for pid_file in data_dir.glob("regions/*/instances/*/qemu.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("gs-vm") / "data"
+    srv = start_server(data_dir, env={"GOLDSMITH_ACCEL": "tcg"})
+    try:
+        yield srv
+    finally:
+        stop_server(srv.proc)
+        kill_vms(data_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_image(vm_server: Server) -> str:
+    out = vm_server.cli("platform", "build", "--json", "--cache", str(build_cache()), check=False)
+    assert out.returncode == 0, out.stderr
+    return str(json.loads(out.stdout)["TinyImageId"])
+
+
+def wait_state(
+    ec2: Any, instance_id: str, *states: str, timeout: float = BOOT_TIMEOUT
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        inst = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        if inst["State"]["Name"] in states:
+            return dict(inst)
+        assert time.monotonic() < deadline, f"{instance_id} stuck in {inst['State']}"
+        time.sleep(0.3)
+
+
+def ssh(key: Path, address: str, command: str, timeout: float = BOOT_TIMEOUT) -> str:
+    """Run ``command`` as ec2-user, retrying until SSH answers (the guest may be booting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(key),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ConnectTimeout=3",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                f"ec2-user@{address}",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode == 0:
+            return done.stdout
+        assert time.monotonic() < deadline, f"ssh to {address} failed: {done.stderr}"
+        time.sleep(0.5)
+
+
+def new_key(ec2: Any, tmp_path: Path, name: str) -> Path:
+    material = ec2.create_key_pair(KeyName=name)["KeyMaterial"]
+    path = tmp_path / f"{name}.pem"
+    path.write_text(material)
+    path.chmod(0o600)
+    return path
+
+
+def wait_image(ec2: Any, image_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
+        if image["State"] != "pending":
+            return dict(image)
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+
+
+def test_launch_ssh_create_image_and_find_the_file(
+    vm_server: Server, tiny_image: str, tmp_path: Path
+) -> None:
+    account = vm_server.new_account()
+    ec2 = vm_server.client(account)
+    key = new_key(ec2, tmp_path, "e2e")
+    started = time.monotonic()
+    reply = ec2.run_instances(
+        ImageId=tiny_image,
+        MinCount=1,
+        MaxCount=1,
+        KeyName="e2e",
+        InstanceType="t2.micro",
+        UserData="#!/bin/sh\necho from-user-data > /home/ec2-user/ud.txt\n",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "e2e"}]}],
+    )
+    iid = reply["Instances"][0]["InstanceId"]
+    inst = wait_state(ec2, iid, "running")
+    address = inst["PublicIpAddress"]
+    assert address.startswith("127.100.")
+    assert ssh(key, address, "id -un").strip() == "ec2-user"
+    boot_seconds = time.monotonic() - started
+    # The user data ran (after SSH came up: wait for it).
+    assert (
+        ssh(key, address, "while [ ! -s ud.txt ]; do sleep 0.2; done; cat ud.txt").strip()
+        == "from-user-data"
+    )
+    assert "goldsmith-tiny: ssh ready" in ec2.get_console_output(InstanceId=iid)["Output"]
+    ssh(key, address, "echo precious > keep.txt && sync")
+
+    image_id = ec2.create_image(
+        InstanceId=iid,
+        Name="e2e-image",
+        Description="from e2e",
+        TagSpecifications=[
+            {"ResourceType": "image", "Tags": [{"Key": "kind", "Value": "img"}]},
+            {"ResourceType": "snapshot", "Tags": [{"Key": "kind", "Value": "snap"}]},
+        ],
+    )["ImageId"]
+    image = wait_image(ec2, image_id)
+    assert image["State"] == "available", image.get("StateReason")
+    assert image["SourceInstanceId"] == iid
+    assert {"Key": "kind", "Value": "img"} in image["Tags"]
+    snap_id = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    snap = ec2.describe_snapshots(SnapshotIds=[snap_id])["Snapshots"][0]
+    assert snap["State"] == "completed" and {"Key": "kind", "Value": "snap"} in snap["Tags"]
+    # The source instance came back after the clean shutdown.
+    again = wait_state(ec2, iid, "running")
+    assert ssh(key, again["PublicIpAddress"], "cat keep.txt").strip() == "precious"
+
+    child = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, KeyName="e2e")
+    child_id = child["Instances"][0]["InstanceId"]
+    child_inst = wait_state(ec2, child_id, "running")
+    assert ssh(key, child_inst["PublicIpAddress"], "cat keep.txt").strip() == "precious"
+    ec2.terminate_instances(InstanceIds=[iid, child_id])
+    wait_state(ec2, iid, "terminated")
+    wait_state(ec2, child_id, "terminated")
+    print(f"RunInstances → SSH: {boot_seconds:.1f}s")
+
+
+def test_stop_start_keeps_data_and_terminate_deletes_the_root_volume(
+    vm_server: Server, tiny_image: str, tmp_path: Path
+) -> None:
+    ec2 = vm_server.client(vm_server.new_account())
+    key = new_key(ec2, tmp_path, "ss")
+    iid = ec2.run_instances(ImageId=tiny_image, MinCount=1, MaxCount=1, KeyName="ss")["Instances"][
+        0
+    ]["InstanceId"]
+    inst = wait_state(ec2, iid, "running")
+    ssh(key, inst["PublicIpAddress"], "echo survives > data.txt && sync")
+    root = inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+    ec2.stop_instances(InstanceIds=[iid])
+    stopped = wait_state(ec2, iid, "stopped")
+    assert stopped["StateReason"]["Code"] == "Client.UserInitiatedShutdown"
+    ec2.start_instances(InstanceIds=[iid])
+    inst = wait_state(ec2, iid, "running")
+    assert ssh(key, inst["PublicIpAddress"], "cat data.txt").strip() == "survives"
+    # A guest-initiated poweroff stops the instance (InstanceInitiatedShutdownBehavior=stop).
+    subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            f"root@{inst['PublicIpAddress']}",
+            "poweroff",
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    stopped = wait_state(ec2, iid, "stopped", timeout=60)
+    assert stopped["StateReason"]["Code"] == "Client.InstanceInitiatedShutdown"
+    ec2.terminate_instances(InstanceIds=[iid])
+    wait_state(ec2, iid, "terminated")
+    assert [v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]] == []
+    with pytest.raises(ClientError) as info:
+        ec2.describe_volumes(VolumeIds=[root])
+    assert info.value.response["Error"]["Code"] == "InvalidVolume.NotFound"
+
+
+def test_private_images_are_launched_only_by_grantees(
+    vm_server: Server, tiny_image: str, tmp_path: Path
+) -> None:
+    owner: Creds = vm_server.new_account()
+    grantee = vm_server.new_account()
+    stranger = vm_server.new_account()
+    ec2 = vm_server.client(owner)
+    iid = ec2.run_instances(ImageId=tiny_image, MinCount=1, MaxCount=1)["Instances"][0][
+        "InstanceId"
+    ]
+    wait_state(ec2, iid, "running")
+    image_id = ec2.create_image(InstanceId=iid, Name="private-one", NoReboot=True)["ImageId"]
+    assert wait_image(ec2, image_id)["State"] == "available"
+    ec2.terminate_instances(InstanceIds=[iid])
+    with pytest.raises(ClientError) as info:
+        vm_server.client(stranger).run_instances(ImageId=image_id, MinCount=1, MaxCount=1)
+    assert info.value.response["Error"]["Code"] == "InvalidAMIID.NotFound"
+    ec2.modify_image_attribute(
+        ImageId=image_id, LaunchPermission={"Add": [{"UserId": grantee.account_id}]}
+    )
+    theirs = vm_server.client(grantee)
+    gid = theirs.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)["Instances"][0][
+        "InstanceId"
+    ]
+    assert wait_state(theirs, gid, "running")["ImageId"] == image_id
+    theirs.terminate_instances(InstanceIds=[gid])
+    wait_state(theirs, gid, "terminated")
+    wait_state(ec2, iid, "terminated")
+
+
+def test_bad_input(vm_server: Server, tiny_image: str) -> None:
+    ec2 = vm_server.client(vm_server.new_account())
+
+    def code(**params: Any) -> str:
+        with pytest.raises(ClientError) as info:
+            ec2.run_instances(**{"ImageId": tiny_image, "MinCount": 1, "MaxCount": 1, **params})
+        return str(info.value.response["Error"]["Code"])
+
+    assert code(InstanceType="z9.mega") == "InvalidParameterValue"
+    assert code(InstanceType="r5.large", MinCount=15, MaxCount=15) == "InsufficientInstanceCapacity"
+    assert code(ImageId="ami-0123456789abcdef0") == "InvalidAMIID.NotFound"
+    assert code(KeyName="missing") == "InvalidKeyPair.NotFound"
+    with pytest.raises(ClientError) as info:
+        ec2.stop_instances(InstanceIds=["i-0123456789abcdef0"])
+    assert info.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
