@@ -271,3 +271,18 @@ def test_bad_input(vm_server: Server, tiny_image: str) -> None:
     with pytest.raises(ClientError) as info:
         ec2.stop_instances(InstanceIds=["i-0123456789abcdef0"])
     assert info.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
+
+
+def test_cli_run_list_console_terminate(vm_server: Server, tiny_image: str) -> None:
+    endpoint = ["--endpoint", vm_server.endpoint]
+    out = vm_server.cli("run", tiny_image, "--name", "from-cli", "--json", *endpoint)
+    (inst,) = json.loads(out.stdout)
+    iid = inst["InstanceId"]
+    assert inst["State"]["Name"] == "running" and "SSH accepting" in out.stderr
+    listed = json.loads(vm_server.cli("instances", "list", "--json", *endpoint).stdout)
+    assert iid in [i["InstanceId"] for i in listed]
+    console = vm_server.cli("console", iid, *endpoint).stdout
+    assert "goldsmith-tiny:" in console
+    done = vm_server.cli("instances", "terminate", iid, *endpoint).stdout
+    assert f"{iid}: running → shutting-down" in done
+    wait_state(vm_server.client(), iid, "terminated")

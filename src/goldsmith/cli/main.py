@@ -11,6 +11,7 @@ from goldsmith.cli import (
     accounts_cmd,
     docs_cmd,
     images_cmd,
+    instances_cmd,
     orgs_cmd,
     platform_cmd,
     serve_cmd,
@@ -28,6 +29,11 @@ app.add_typer(accounts_cmd.app, name="accounts")
 app.add_typer(docs_cmd.app, name="docs")
 app.add_typer(store_cmd.app, name="store")
 app.add_typer(images_cmd.app, name="images")
+app.add_typer(instances_cmd.app, name="instances")
+app.command("run")(instances_cmd.run)
+app.command("ssh")(instances_cmd.ssh)
+app.command("console")(instances_cmd.console)
+app.command("create-image")(instances_cmd.create_image)
 app.add_typer(snapshots_cmd.app, name="snapshots")
 app.add_typer(orgs_cmd.app, name="orgs")
 app.add_typer(platform_cmd.app, name="platform")
