@@ -27,6 +27,8 @@ from goldsmith.service.instances import ImdsTarget
 
 #: How often the server deletes recycle bin entries whose retention has ended.
 RECYCLE_BIN_SWEEP_SECONDS = 300.0
+HOUSEKEEPING_SECONDS = 2.0
+EBS_WRITER_IDLE_SECONDS = 5.0
 
 
 def write_credentials(path: Path, creds: Credentials, endpoint: str, region: str) -> None:
@@ -76,17 +78,24 @@ def _self_check(server: uvicorn.Server, endpoint: str, creds_file: Path, region:
     typer.echo(f"self-check: DescribeRegions answered {len(regions)} regions — the API works")
 
 
-def _sweep_recycle_bin(services: Services, stop: threading.Event) -> None:
-    """Purge expired recycle bin entries every few minutes until ``stop`` is set."""
-    log = logging.getLogger("goldsmith.rbin")
-    while not stop.wait(RECYCLE_BIN_SWEEP_SECONDS):
+def _housekeeping(services: Services, stop: threading.Event) -> None:
+    """Periodic chores until ``stop`` is set; a failed chore is retried next time.
+
+    Idle EBS upload writers are closed within seconds (they hold store locks GC waits
+    for); expired recycle bin entries are purged every few minutes.
+    """
+    log = logging.getLogger("goldsmith.housekeeping")
+    last_sweep = time.monotonic()
+    while not stop.wait(HOUSEKEEPING_SECONDS):
         try:
-            purged = services.sweep_recycle_bin()
-        except Exception:  # a failed sweep is retried at the next interval
-            log.exception("recycle bin sweep failed")
-            continue
-        if purged:
-            log.info("recycle bin sweep: %d expired resources deleted", purged)
+            services.ebs.release_idle(EBS_WRITER_IDLE_SECONDS)
+            if time.monotonic() - last_sweep >= RECYCLE_BIN_SWEEP_SECONDS:
+                last_sweep = time.monotonic()
+                purged = services.sweep_recycle_bin()
+                if purged:
+                    log.info("recycle bin sweep: %d expired resources deleted", purged)
+        except Exception:
+            log.exception("housekeeping failed")
 
 
 def serve(
@@ -150,7 +159,7 @@ def serve(
             daemon=True,
         ).start()
     stop_sweeping = threading.Event()
-    threading.Thread(target=_sweep_recycle_bin, args=(services, stop_sweeping), daemon=True).start()
+    threading.Thread(target=_housekeeping, args=(services, stop_sweeping), daemon=True).start()
     try:
         server.run()
     finally:

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -115,6 +116,7 @@ class EbsService:
             secret = stored.get_or_create(conn, "ebs_token_secret", secrets.token_hex(32))
         self._signer = _Signer(bytes.fromhex(secret))
         self._writers: dict[str, SnapshotWriter] = {}
+        self._last_used: dict[str, float] = {}
         self._writers_lock = threading.Lock()
 
     def operations(self) -> dict[str, Handler]:
@@ -178,6 +180,7 @@ class EbsService:
     def _writer(self, row: SnapshotRow, *, rebuild: bool = False) -> SnapshotWriter:
         """The upload's writer: cached, else rebuilt from the blocks the catalog recorded."""
         with self._writers_lock:
+            self._last_used[row.snapshot_id] = time.monotonic()
             writer = self._writers.get(row.snapshot_id)
             if writer is not None and not rebuild:
                 return writer
@@ -200,8 +203,26 @@ class EbsService:
     def _drop_writer(self, snapshot_id: str) -> None:
         with self._writers_lock:
             writer = self._writers.pop(snapshot_id, None)
+            self._last_used.pop(snapshot_id, None)
         if writer is not None:
             writer.abort()
+
+    def release_idle(self, max_idle: float) -> int:
+        """Close writers unused for ``max_idle`` seconds; return how many.
+
+        A cached writer holds a store writer lock, which keeps GC waiting; an idle upload
+        must not block GC for its whole ``Timeout``. The upload stays resumable: its next
+        request rebuilds the writer from the recorded blocks.
+        """
+        cutoff = time.monotonic() - max_idle
+        with self._writers_lock:
+            idle = [sid for sid in self._writers if self._last_used.get(sid, 0.0) < cutoff]
+            writers = [self._writers.pop(sid) for sid in idle]
+            for sid in idle:
+                self._last_used.pop(sid, None)
+        for writer in writers:
+            writer.abort()
+        return len(writers)
 
     def close(self) -> None:
         """Release every writer's store lock (uploads stay resumable)."""

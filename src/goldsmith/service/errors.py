@@ -121,6 +121,14 @@ def unauthorized(action: str) -> PermissionDenied:
     )
 
 
+def not_authorized_for(what: str, message: str | None = None) -> ClientError:
+    """AuthFailure for a resource the caller can see but may not act on.
+
+    EC2 answers this one with HTTP 400 (unlike a credentials AuthFailure, 401).
+    """
+    return ClientError("AuthFailure", message or f"Not authorized for {what}", 400)
+
+
 def not_found(resource_id: str, message: str | None = None) -> ClientError:
     """The resource's ``.NotFound`` code, chosen by the id's prefix."""
     code = RESOURCE_CODES.get(resource_id.split("-", 1)[0], ("InvalidID", ""))[0]

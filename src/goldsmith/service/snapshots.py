@@ -43,7 +43,7 @@ from goldsmith.catalog.db import Catalog
 from goldsmith.catalog.snapshots import SnapshotRow
 from goldsmith.config import Settings
 from goldsmith.service.context import RequestContext
-from goldsmith.service.errors import ClientError, error, invalid_parameter
+from goldsmith.service.errors import ClientError, invalid_parameter, not_authorized_for
 from goldsmith.service.ids import check_id, new_id
 from goldsmith.service.retention import retention
 from goldsmith.service.tags import ResourceKind, TagService
@@ -181,7 +181,7 @@ class SnapshotService:
             # Only a caller that may see the snapshot learns it exists; a read grant alone
             # (an image shared with the caller maps it) does not make it visible.
             if self.may_see(conn, ctx, row):
-                raise error("AuthFailure", f"Not authorized for snapshot:{snapshot_id}")
+                raise not_authorized_for(f"snapshot:{snapshot_id}")
             raise snapshot_not_found(snapshot_id)
         if row.recycle_bin_enter is not None:
             raise snapshot_not_found(snapshot_id)

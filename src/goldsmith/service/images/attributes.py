@@ -22,7 +22,12 @@ import sqlalchemy as sa
 
 from goldsmith.catalog import images as rows
 from goldsmith.service.context import RequestContext
-from goldsmith.service.errors import ClientError, error, invalid_parameter, missing_parameter
+from goldsmith.service.errors import (
+    ClientError,
+    invalid_parameter,
+    missing_parameter,
+    not_authorized_for,
+)
 from goldsmith.service.images.common import (
     ImageDeps,
     get_owned,
@@ -138,11 +143,13 @@ class Attributes:
         with self._deps.catalog.begin() as conn:
             image, _ = get_visible(conn, ctx, image_id)
             if attribute == "launchPermission" and image.account_id != ctx.account_id:
-                raise error("AuthFailure", f"Not authorized for image:{image_id}")
+                raise not_authorized_for(f"image:{image_id}")
             if attribute == "blockDeviceMapping":
                 # Deprecated on EC2: it answers Client.AuthFailure to everyone, owner included
                 # (DescribeImages reports the mappings).
-                raise error("AuthFailure", "Unauthorized attempt to access restricted resource")
+                raise not_authorized_for(
+                    f"image:{image_id}", "Unauthorized attempt to access restricted resource"
+                )
             grants = rows.permissions_of(conn, image_id)
         return {"ImageId": image_id, **self._attribute(image, grants, attribute)}
 

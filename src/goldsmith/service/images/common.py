@@ -19,7 +19,7 @@ from goldsmith.catalog import accounts as account_rows
 from goldsmith.catalog import images as rows
 from goldsmith.catalog.db import Catalog
 from goldsmith.service.context import RequestContext
-from goldsmith.service.errors import error, missing_parameter, not_found
+from goldsmith.service.errors import missing_parameter, not_authorized_for, not_found
 from goldsmith.service.ids import check_id, prefix_of
 from goldsmith.service.images.organizations import Principals, principals_of
 from goldsmith.service.pagination import Paginator
@@ -148,5 +148,5 @@ def get_owned(
     """
     image, _ = get_visible(conn, ctx, image_id)
     if image.account_id != ctx.account_id:
-        raise error("AuthFailure", f"Not authorized for image:{image_id}")
+        raise not_authorized_for(f"image:{image_id}")
     return image

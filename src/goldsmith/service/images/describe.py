@@ -262,8 +262,11 @@ def _snapshot_hook(values: Sequence[str]) -> Any:
     return images.c.image_id.in_(inner)
 
 
-def tag_condition(region: str, key: str, values: Sequence[str]) -> Any:
+def tag_condition(region: str, key: str, values: Sequence[str], viewer: str) -> Any:
     """Images tagged ``key`` with a value matching ``values`` (exact, as the hooks).
+
+    Tags belong to the account that set them (only an image's owner can): like EC2, other
+    accounts neither see an image's tags nor match them with ``tag:`` filters.
 
     An IN over the covering (region, key, value, resource id) index, not a correlated
     EXISTS per image; it needs the region, so it is applied by the Describer rather than
@@ -272,15 +275,18 @@ def tag_condition(region: str, key: str, values: Sequence[str]) -> Any:
     inner = sa.select(tag_table.c.resource_id).where(
         tag_table.c.region == region,
         tag_table.c.key == key,
+        tag_table.c.owner_id == viewer,
         match_column(tag_table.c.value, values),
     )
     return images.c.image_id.in_(inner)
 
 
-def tag_conditions(region: str, filters: Sequence[Mapping[str, Any]] | None) -> list[Any]:
+def tag_conditions(
+    region: str, filters: Sequence[Mapping[str, Any]] | None, viewer: str
+) -> list[Any]:
     """One :func:`tag_condition` per ``tag:<key>`` filter (validated by ``SPEC.compile``)."""
     return [
-        tag_condition(region, str(f["Name"])[4:], [str(v) for v in f["Values"]])
+        tag_condition(region, str(f["Name"])[4:], [str(v) for v in f["Values"]], viewer)
         for f in filters or ()
         if str(f.get("Name")).startswith("tag:")
     ]
@@ -369,7 +375,7 @@ class Describer:
         ids = list(dict.fromkeys(check_image_id(str(i)) for i in params.get("ImageIds") or []))
         filters = params.get("Filters")
         predicate = SPEC.compile(filters)  # validates every filter, even when SQL decides
-        pushed = SPEC.pushdown(filters) + tag_conditions(ctx.region, filters)
+        pushed = SPEC.pushdown(filters) + tag_conditions(ctx.region, filters, ctx.account_id)
         after = self._deps.paginator.decode(params.get("NextToken"), OPERATION, params)
         limit = max_results(params.get("MaxResults"), (5, 1000), None)
         with self._deps.catalog.begin() as conn:
@@ -400,7 +406,9 @@ class Describer:
                 ids or pushed or params.get("Owners") or params.get("ExecutableUsers")
             )
             found: list[tuple[Sequence[Any], _Batch]] = []
-            for batch in self._batches(conn, ctx.region, condition, sql_limit, walk):
+            for batch in self._batches(
+                conn, ctx.region, condition, sql_limit, walk, ctx.account_id
+            ):
                 for row in batch.rows:
                     if not in_sql:
                         owner_alias = alias if row[1] == platform else None
@@ -489,7 +497,12 @@ class Describer:
 
     @staticmethod
     def _batches(
-        conn: sa.Connection, region: str, condition: Any, limit: int | None, walk: bool
+        conn: sa.Connection,
+        region: str,
+        condition: Any,
+        limit: int | None,
+        walk: bool,
+        viewer: str,
     ) -> Iterator[_Batch]:
         """Matching rows in id order, in batches with their mappings and tags.
 
@@ -511,7 +524,7 @@ class Describer:
             ids = [r[0] for r in batch]
             # Rows are tuples with billing_products decoded (JSON text in the database).
             decoded = [_decoded(r) for r in batch]
-            yield _Batch(decoded, _devices(conn, ids), _tags(conn, region, ids))
+            yield _Batch(decoded, _devices(conn, ids), _tags(conn, region, ids, viewer))
 
 
 def _decoded(row: Sequence[Any]) -> list[Any]:
@@ -535,9 +548,14 @@ def _devices(conn: sa.Connection, ids: Sequence[str]) -> dict[str, list[tuple[An
     return out
 
 
-def _tags(conn: sa.Connection, region: str, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+def _tags(
+    conn: sa.Connection, region: str, ids: Sequence[str], viewer: str
+) -> dict[str, dict[str, str]]:
+    """The tags ``viewer`` set on these images (none on other accounts' images)."""
     query = sa.select(tag_table.c.resource_id, tag_table.c.key, tag_table.c.value).where(
-        tag_table.c.region == region, tag_table.c.resource_id.in_(ids)
+        tag_table.c.region == region,
+        tag_table.c.resource_id.in_(ids),
+        tag_table.c.owner_id == viewer,
     )
     out: dict[str, dict[str, str]] = {}
     for resource_id, key, value in conn.execute(query):
