@@ -1,7 +1,9 @@
 """EC2 response XML: an operation's output dict → the bytes botocore's ``EC2QueryParser`` reads.
 
 An encoder compiled from the output shape appends XML text to a list of parts (one
-``"".join`` at the end is much faster than building an element tree). Wire form:
+``"".join`` at the end is much faster than building an element tree). A structure given as
+a plain dict is encoded by Python source generated for that dict's key order (tags as
+constants, scalars inline, no per-member lookup): a thousand images cost a few ms. Wire form:
 
 - a structure member is an element named by
   :func:`~goldsmith.api.protocol.model.xml_name`; members that are None are left out;
@@ -76,7 +78,18 @@ class Encoder:
 
 
 class StructureEncoder(Encoder):
-    """A structure: members in the order the value gives them; None members left out."""
+    """A structure: members in the order the value gives them; None members left out.
+
+    A plain ``dict`` is encoded by a function generated for its exact key order (see
+    :func:`_specialise`): handlers build their dicts from literals, so one output shape
+    sees few orders and each is compiled once. Anything else (another Mapping, a key the
+    shape lacks, more than :data:`MAX_ORDERS` orders) takes :meth:`encode_generic`, which
+    writes the same bytes and raises the same errors.
+    """
+
+    #: Key orders compiled per structure; more (a handler building keys dynamically)
+    #: fall back to the generic loop rather than grow without bound.
+    MAX_ORDERS = 64
 
     def __init__(self, shape_name: str) -> None:
         self.shape_name = shape_name
@@ -84,6 +97,8 @@ class StructureEncoder(Encoder):
         self.members: dict[str, tuple[str, Encoder]] = {}
         # Bound on first use (after members are complete), for the same reason.
         self._bound: dict[str, _Member] | None = None
+        # Key order → its generated encoder (None: that order takes the generic path).
+        self._orders: dict[tuple[str, ...], Put | None] = {}
 
     def bind(self, tag: str) -> Put:
         open_tag, close_tag = f"<{tag}>", f"</{tag}>"
@@ -106,6 +121,28 @@ class StructureEncoder(Encoder):
 
     def encode_members(self, out: list[str], value: Any) -> None:
         """Append the member elements of ``value`` without an enclosing element."""
+        if type(value) is dict:
+            order = tuple(value)
+            try:
+                encode = self._orders[order]
+            except KeyError:
+                encode = self._specialise(order)
+            if encode is not None:
+                encode(out, value)
+                return
+        self.encode_generic(out, value)
+
+    def _specialise(self, order: tuple[str, ...]) -> Put | None:
+        if len(self._orders) >= self.MAX_ORDERS:
+            return None
+        if any(key not in self.members for key in order):
+            return None  # the generic path raises; not cached, as it is a handler bug
+        encode = _specialise(self.shape_name, [self.members[key] for key in order])
+        self._orders[order] = encode
+        return encode
+
+    def encode_generic(self, out: list[str], value: Any) -> None:
+        """:meth:`encode_members` by one loop over the members, for any Mapping."""
         if type(value) is not dict and not isinstance(value, Mapping):
             raise ValueError(f"{self.shape_name} must be a mapping, not {type(value).__name__}")
         get = (self._bound or self._bind_members()).get
@@ -129,6 +166,89 @@ class StructureEncoder(Encoder):
                 append(f"{member[1]}{text}{member[2]}")
             else:
                 member[3](out, item)
+
+
+# ---------------------------------------------------------------- generated structure encoders
+
+# Tags are written into generated f-strings; anything unusual is encoded by a call instead.
+_PLAIN_TAG = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+
+
+def _specialise(shape_name: str, members: Sequence[tuple[str, Encoder]]) -> Put:
+    """A function encoding dicts whose keys are exactly ``members``' names, in that order.
+
+    Generated Python source: the values are unpacked at once, None members skipped with
+    one test, plain scalars written inline with their tags as constants, nested structures
+    and list items encoded by direct calls. Values of an unexpected type go through the
+    same checked conversions and bound encoders as the generic path, so errors match.
+    """
+    scope: dict[str, Any] = {"search": _SPECIAL.search, "escape": escape}
+    lines = ["def encode(out, value):", "    append = out.append"]
+    if members:
+        names = ", ".join(f"v{i}" for i in range(len(members)))
+        lines.append(f"    {names}, = value.values()")
+    for i, (tag, encoder) in enumerate(members):
+        lines.append(f"    if v{i} is not None:")
+        lines += _value_source(f"v{i}", f"m{i}", tag, encoder, scope, "        ")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<encoder for {shape_name}>", "exec"), scope)
+    encode: Put = scope["encode"]
+    return encode
+
+
+def _value_source(
+    var: str, name: str, tag: str, encoder: Encoder, scope: dict[str, Any], indent: str
+) -> list[str]:
+    """Source appending ``<tag>…</tag>`` for the non-None value in ``var``.
+
+    ``name`` prefixes the objects this code needs, which are placed in ``scope``.
+    """
+    if _PLAIN_TAG.match(tag) is None:
+        scope[f"{name}_put"] = encoder.bind(tag)
+        return [f"{indent}{name}_put(out, {var})"]
+    if isinstance(encoder, ScalarEncoder):
+        scope[f"{name}_convert"] = encoder.convert
+        checked = f'{indent}append(f"<{tag}>{{{name}_convert({var})}}</{tag}>")'
+        if encoder.fast is str:
+            text = f"{var} if search({var}) is None else escape({var})"
+        elif encoder.fast is bool:
+            text = f"'true' if {var} else 'false'"
+        elif encoder.fast is int:
+            text = var  # format(int) is str(int)
+        else:
+            return [checked]
+        scope[f"{name}_fast"] = encoder.fast
+        return [
+            f"{indent}if type({var}) is {name}_fast:",
+            f'{indent}    append(f"<{tag}>{{{text}}}</{tag}>")',
+            f"{indent}else:",
+            "    " + checked,
+        ]
+    if isinstance(encoder, StructureEncoder):
+        scope[f"{name}_members"] = encoder.encode_members
+        return [
+            f"{indent}append('<{tag}>')",
+            f"{indent}{name}_members(out, {var})",
+            f"{indent}append('</{tag}>')",
+        ]
+    if isinstance(encoder, ListEncoder):
+        # Lists and tuples inline; other sequences and wrong types via the bound encoder.
+        scope[f"{name}_put"] = encoder.bind(tag)
+        scope[f"{name}_none"] = f"{encoder.shape_name} items must not be None"
+        item = f"{name}i"
+        return [
+            f"{indent}if type({var}) is list or type({var}) is tuple:",
+            f"{indent}    append('<{tag}>')",
+            f"{indent}    for {item} in {var}:",
+            f"{indent}        if {item} is None:",
+            f"{indent}            raise ValueError({name}_none)",
+            *_value_source(item, item, encoder.item_tag, encoder.item, scope, indent + "        "),
+            f"{indent}    append('</{tag}>')",
+            f"{indent}else:",
+            f"{indent}    {name}_put(out, {var})",
+        ]
+    scope[f"{name}_put"] = encoder.bind(tag)
+    return [f"{indent}{name}_put(out, {var})"]
 
 
 class ListEncoder(Encoder):
