@@ -36,6 +36,8 @@ from goldsmith.api.protocol.model import item_name, unsupported, xml_name
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # Anything escape() changes; most text has none of it and is returned as it is.
 _SPECIAL = re.compile('[&<>"\r]|[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]')
+# The same for ASCII text (str.isascii is O(1)), a superset (\t, \n): searched 2-3x faster.
+_ASCII_SPECIAL = re.compile('[&<>"\x00-\x1f]')
 
 #: Appends one value, as an element whose tag is already bound, to the output parts.
 Put = Callable[[list[str], Any], None]
@@ -46,7 +48,10 @@ _Member = tuple[type | None, str, str, Put]
 
 def escape(text: str) -> str:
     """``text`` as XML character data (also safe inside a double-quoted attribute)."""
-    if _SPECIAL.search(text) is None:
+    if text.isascii():
+        if _ASCII_SPECIAL.search(text) is None:
+            return text
+    elif _SPECIAL.search(text) is None:
         return text
     if _NOT_XML.search(text):
         text = _NOT_XML.sub("\ufffd", text)
@@ -146,7 +151,7 @@ class StructureEncoder(Encoder):
         if type(value) is not dict and not isinstance(value, Mapping):
             raise ValueError(f"{self.shape_name} must be a mapping, not {type(value).__name__}")
         get = (self._bound or self._bind_members()).get
-        append, special = out.append, _SPECIAL.search
+        append, special = out.append, _ASCII_SPECIAL.search
         for key, item in value.items():
             member = get(key)
             if member is None:
@@ -158,7 +163,7 @@ class StructureEncoder(Encoder):
             plain = type(item) is kind  # (a variable: no type narrowing of item to object)
             if plain:
                 if kind is str:
-                    text = item if special(item) is None else escape(item)
+                    text = item if item.isascii() and special(item) is None else escape(item)
                 elif kind is bool:
                     text = "true" if item else "false"
                 else:
@@ -182,7 +187,7 @@ def _specialise(shape_name: str, members: Sequence[tuple[str, Encoder]]) -> Put:
     and list items encoded by direct calls. Values of an unexpected type go through the
     same checked conversions and bound encoders as the generic path, so errors match.
     """
-    scope: dict[str, Any] = {"search": _SPECIAL.search, "escape": escape}
+    scope: dict[str, Any] = {"search": _ASCII_SPECIAL.search, "escape": escape}
     lines = ["def encode(out, value):", "    append = out.append"]
     if members:
         names = ", ".join(f"v{i}" for i in range(len(members)))
@@ -210,7 +215,7 @@ def _value_source(
         scope[f"{name}_convert"] = encoder.convert
         checked = f'{indent}append(f"<{tag}>{{{name}_convert({var})}}</{tag}>")'
         if encoder.fast is str:
-            text = f"{var} if search({var}) is None else escape({var})"
+            text = f"{var} if {var}.isascii() and search({var}) is None else escape({var})"
         elif encoder.fast is bool:
             text = f"'true' if {var} else 'false'"
         elif encoder.fast is int:

@@ -543,7 +543,8 @@ def _devices(conn: sa.Connection, ids: Sequence[str]) -> dict[str, list[tuple[An
         .order_by(bd.c.image_id, bd.c.position)
     )
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for r in conn.execute(query):
+    # .all(): one fetchall, not a fetchone per row (a page has a thousand or more rows).
+    for r in conn.execute(query).all():
         out.setdefault(r[0], []).append(tuple(r)[1:])
     return out
 
@@ -558,7 +559,7 @@ def _tags(
         tag_table.c.owner_id == viewer,
     )
     out: dict[str, dict[str, str]] = {}
-    for resource_id, key, value in conn.execute(query):
+    for resource_id, key, value in conn.execute(query).all():
         out.setdefault(resource_id, {})[key] = value
     return out
 
