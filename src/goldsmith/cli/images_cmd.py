@@ -13,71 +13,28 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-import boto3
 import typer
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Column, Table
 
+from goldsmith.cli.api_client import (
+    DEFAULT_ENDPOINT,
+    Api,
+    EndpointOption,
+    ProfileOption,
+    RegionOption,
+)
 from goldsmith.cli.common import (
-    CREDENTIALS_FILE,
     DataDirOption,
     JsonOption,
     fail,
     print_json,
     settings_from,
 )
-from goldsmith.cli.serve_cmd import read_credentials
 
 app = typer.Typer(help="Find, register, share and retire images.", no_args_is_help=True)
 
-EndpointOption = Annotated[
-    str,
-    typer.Option("--endpoint", envvar="GOLDSMITH_ENDPOINT", help="The Goldsmith API URL."),
-]
-RegionOption = Annotated[str, typer.Option("--region", envvar="AWS_DEFAULT_REGION", help="Region.")]
-ProfileOption = Annotated[
-    str | None, typer.Option("--profile", help="AWS profile with the credentials.")
-]
 ImageArg = Annotated[str, typer.Argument(help="Image id (ami-…).")]
-DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
-
-
-def client(
-    endpoint: str, region: str, profile: str | None, data_dir: Path | None, service: str = "ec2"
-) -> Any:
-    """A boto3 client for the server: env/profile credentials, else the admin's file."""
-    session = boto3.session.Session(profile_name=profile, region_name=region)
-    kwargs: dict[str, Any] = {}
-    if session.get_credentials() is None:
-        settings = settings_from(data_dir)
-        creds = read_credentials(settings.data_dir / CREDENTIALS_FILE)
-        if creds is None:
-            raise fail("no credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile")
-        kwargs = {"aws_access_key_id": creds[0], "aws_secret_access_key": creds[1]}
-    config = Config(retries={"max_attempts": 2, "mode": "standard"})
-    return session.client(service, endpoint_url=endpoint, config=config, **kwargs)
-
-
-class _Api:
-    """Options shared by every API command, resolved once."""
-
-    def __init__(self, endpoint: str, region: str, profile: str | None, data_dir: Path | None):
-        self.ec2 = client(endpoint, region, profile, data_dir)
-
-    def call(self, action: str, **params: Any) -> Any:
-        try:
-            return getattr(self.ec2, action)(**params)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise fail(f"{error.get('Code')}: {error.get('Message')}") from exc
-        except BotoCoreError as exc:
-            raise fail(str(exc)) from exc
-
-
-def _api(endpoint: str, region: str, profile: str | None, data_dir: Path | None) -> _Api:
-    return _Api(endpoint, region, profile, data_dir)
 
 
 def _table(images: list[dict[str, Any]]) -> None:
@@ -152,7 +109,7 @@ def list_images(
         wanted.append({"Name": key, "Values": values.split(",")})
     if wanted:
         params["Filters"] = wanted
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     images: list[dict[str, Any]] = []
     for page in api.ec2.get_paginator("describe_images").paginate(**params):
         images += page["Images"]
@@ -172,7 +129,7 @@ def show(
     data_dir: DataDirOption = None,
 ) -> None:
     """Show one image in full (JSON)."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     images = api.call(
         "describe_images", ImageIds=[image_id], IncludeDeprecated=True, IncludeDisabled=True
     )["Images"]
@@ -225,7 +182,7 @@ def register(
         params["KernelId"] = kernel
     if ramdisk:
         params["RamdiskId"] = ramdisk
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     typer.echo(api.call("register_image", **params)["ImageId"])
 
 
@@ -255,7 +212,7 @@ def share(
     data_dir: DataDirOption = None,
 ) -> None:
     """Grant launch permission to an account, organization or OU."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     grants = _permission(account, org, ou)
     api.call("modify_image_attribute", ImageId=image_id, LaunchPermission={"Add": grants})
     typer.echo(f"{image_id}: shared")
@@ -273,7 +230,7 @@ def unshare(
     data_dir: DataDirOption = None,
 ) -> None:
     """Remove a launch permission."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     grants = _permission(account, org, ou)
     api.call("modify_image_attribute", ImageId=image_id, LaunchPermission={"Remove": grants})
     typer.echo(f"{image_id}: unshared")
@@ -289,7 +246,7 @@ def make_public(
     data_dir: DataDirOption = None,
 ) -> None:
     """Share an image with everyone (or stop, with --private)."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     change = {"Remove" if private else "Add": [{"Group": "all"}]}
     api.call("modify_image_attribute", ImageId=image_id, LaunchPermission=change)
     typer.echo(f"{image_id}: {'private' if private else 'public'}")
@@ -308,7 +265,7 @@ def deprecate(
     data_dir: DataDirOption = None,
 ) -> None:
     """Deprecate an image at a time (or cancel it)."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     if cancel:
         api.call("disable_image_deprecation", ImageId=image_id)
         typer.echo(f"{image_id}: deprecation cancelled")
@@ -326,7 +283,7 @@ def _simple(action: str, done: str) -> Any:
         profile: ProfileOption = None,
         data_dir: DataDirOption = None,
     ) -> None:
-        _api(endpoint, region, profile, data_dir).call(action, ImageId=image_id)
+        Api(endpoint, region, profile, data_dir).call(action, ImageId=image_id)
         typer.echo(f"{image_id}: {done}")
 
     return command
@@ -353,7 +310,7 @@ def deregister(
     data_dir: DataDirOption = None,
 ) -> None:
     """Deregister an image (into the recycle bin when a retention rule applies)."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     out = api.call("deregister_image", ImageId=image_id, DeleteAssociatedSnapshots=delete_snapshots)
     typer.echo(f"{image_id}: deregistered")
     for result in out.get("DeleteSnapshotResults", []):

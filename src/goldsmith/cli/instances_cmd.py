@@ -18,25 +18,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from goldsmith.cli.common import DataDirOption, JsonOption, fail, print_json
-from goldsmith.cli.images_cmd import (
+from goldsmith.cli.api_client import (
     DEFAULT_ENDPOINT,
+    Api,
     EndpointOption,
     ProfileOption,
     RegionOption,
-    _Api,
 )
+from goldsmith.cli.common import DataDirOption, JsonOption, fail, print_json
 
 app = typer.Typer(help="List, stop, start and terminate instances.", no_args_is_help=True)
 InstanceArg = Annotated[str, typer.Argument(help="Instance id (i-…).")]
 KEYS_DIR = Path.home() / ".goldsmith" / "keys"
 
 
-def _api(endpoint: str, region: str, profile: str | None, data_dir: Path | None) -> _Api:
-    return _Api(endpoint, region, profile, data_dir)
-
-
-def _instance(api: _Api, instance_id: str) -> dict[str, Any]:
+def _instance(api: Api, instance_id: str) -> dict[str, Any]:
     out = api.call("describe_instances", InstanceIds=[instance_id])
     return dict(out["Reservations"][0]["Instances"][0])
 
@@ -56,7 +52,7 @@ def _port_open(host: str, port: int = 22) -> bool:
             return False
 
 
-def _wait_ssh(api: _Api, instance_id: str, timeout: float, console: Console) -> dict[str, Any]:
+def _wait_ssh(api: Api, instance_id: str, timeout: float, console: Console) -> dict[str, Any]:
     started = time.monotonic()
     with console.status(f"{instance_id}: pending") as status:
         while True:
@@ -99,7 +95,7 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Launch IMAGE and wait until its SSH server accepts connections."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     console = Console(stderr=True)
     params: dict[str, Any] = {
         "ImageId": image,
@@ -148,7 +144,7 @@ def list_instances(
     as_json: JsonOption = False,
 ) -> None:
     """List your instances."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     out = api.call("describe_instances")
     found = [i for r in out["Reservations"] for i in r["Instances"]]
     if not all_states:
@@ -179,10 +175,10 @@ def show(
     data_dir: DataDirOption = None,
 ) -> None:
     """Show one instance as JSON."""
-    print_json(_instance(_api(endpoint, region, profile, data_dir), instance_id))
+    print_json(_instance(Api(endpoint, region, profile, data_dir), instance_id))
 
 
-def _change(action: str, key: str, instance_ids: list[str], api: _Api) -> None:
+def _change(action: str, key: str, instance_ids: list[str], api: Api) -> None:
     for item in api.call(action, InstanceIds=instance_ids)[key]:
         typer.echo(
             f"{item['InstanceId']}: {item['PreviousState']['Name']} → "
@@ -203,7 +199,7 @@ def stop(
         "stop_instances",
         "StoppingInstances",
         instance_ids,
-        _api(endpoint, region, profile, data_dir),
+        Api(endpoint, region, profile, data_dir),
     )
 
 
@@ -220,7 +216,7 @@ def start(
         "start_instances",
         "StartingInstances",
         instance_ids,
-        _api(endpoint, region, profile, data_dir),
+        Api(endpoint, region, profile, data_dir),
     )
 
 
@@ -237,7 +233,7 @@ def terminate(
         "terminate_instances",
         "TerminatingInstances",
         instance_ids,
-        _api(endpoint, region, profile, data_dir),
+        Api(endpoint, region, profile, data_dir),
     )
 
 
@@ -257,7 +253,7 @@ def ssh(
     data_dir: DataDirOption = None,
 ) -> None:
     """SSH into an instance (runs the system's ssh)."""
-    inst = _instance(_api(endpoint, region, profile, data_dir), instance_id)
+    inst = _instance(Api(endpoint, region, profile, data_dir), instance_id)
     address = inst.get("PublicIpAddress")
     if inst["State"]["Name"] != "running" or not address:
         raise fail(f"{instance_id} is {inst['State']['Name']}")
@@ -279,7 +275,7 @@ def console(
     data_dir: DataDirOption = None,
 ) -> None:
     """Print an instance's serial console (GetConsoleOutput)."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     seen = ""
     while True:
         text = api.call("get_console_output", InstanceId=instance_id).get("Output") or ""
@@ -304,7 +300,7 @@ def create_image(
     data_dir: DataDirOption = None,
 ) -> None:
     """Create an image from an instance (CreateImage) and wait until it is available."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     params: dict[str, Any] = {"InstanceId": instance_id, "Name": name, "NoReboot": no_reboot}
     if description:
         params["Description"] = description

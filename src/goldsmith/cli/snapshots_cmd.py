@@ -15,7 +15,6 @@ converted to a sparse raw file with ``qemu-img convert`` first.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import os
 import subprocess
@@ -28,13 +27,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from goldsmith.cli.api_client import (
+    DEFAULT_ENDPOINT,
+    Api,
+    EndpointOption,
+    ProfileOption,
+    RegionOption,
+)
 from goldsmith.cli.common import DataDirOption, JsonOption, fail, print_json
-from goldsmith.cli.images_cmd import DEFAULT_ENDPOINT, ProfileOption, RegionOption, client
 from goldsmith.store.writer import data_chunks
 
 app = typer.Typer(help="Upload, download, share and delete snapshots.", no_args_is_help=True)
@@ -43,45 +48,7 @@ BLOCK = 512 * 1024
 GIB = 1024**3
 QCOW2_MAGIC = b"QFI\xfb"
 
-EndpointOption = Annotated[
-    str,
-    typer.Option(
-        "--endpoint", "--endpoint-url", envvar="GOLDSMITH_ENDPOINT", help="The Goldsmith API URL."
-    ),
-]
 SnapArg = Annotated[str, typer.Argument(help="Snapshot id (snap-…).")]
-
-
-class _Api:
-    """EC2 and EBS clients for one set of options; errors become CLI failures."""
-
-    def __init__(self, endpoint: str, region: str, profile: str | None, data_dir: Path | None):
-        self._options = (endpoint, region, profile, data_dir)
-
-    # Made on first use: loading a service model takes a noticeable part of a second.
-    @functools.cached_property
-    def ec2(self) -> Any:
-        return client(*self._options)
-
-    @functools.cached_property
-    def ebs(self) -> Any:
-        return client(*self._options, service="ebs")
-
-    def ec2_call(self, action: str, **params: Any) -> Any:
-        return self._call(self.ec2, action, params)
-
-    def ebs_call(self, action: str, **params: Any) -> Any:
-        return self._call(self.ebs, action, params)
-
-    @staticmethod
-    def _call(target: Any, action: str, params: dict[str, Any]) -> Any:
-        try:
-            return getattr(target, action)(**params)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise fail(f"{error.get('Code')}: {error.get('Message')}") from exc
-        except BotoCoreError as exc:
-            raise fail(str(exc)) from exc
 
 
 def _checksum(data: bytes) -> str:
@@ -115,7 +82,7 @@ def _token(path: Path, extra: str) -> str:
     return "gs-upload-" + hashlib.sha256(key.encode()).hexdigest()[:48]
 
 
-def _pending_blocks(api: _Api, snapshot_id: str) -> set[int]:
+def _pending_blocks(api: Api, snapshot_id: str) -> set[int]:
     """Blocks the server already holds for a pending upload."""
     out: set[int] = set()
     params: dict[str, Any] = {"SnapshotId": snapshot_id, "MaxResults": 10000}
@@ -157,7 +124,7 @@ def upload(
     as_json: JsonOption = False,
 ) -> None:
     """Upload a disk as a new snapshot (resumable; only blocks with data are sent)."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     tag_list = []
     for item in tags or []:
         key, sep, value = item.partition("=")
@@ -194,7 +161,7 @@ def upload(
 
 
 def _send(
-    api: _Api, raw: Path, size: int, snapshot_id: str, have: set[int], workers: int
+    api: Api, raw: Path, size: int, snapshot_id: str, have: set[int], workers: int
 ) -> set[int]:
     """Put every non-zero block of ``raw`` the server does not have; return those sent."""
     sent: set[int] = set()
@@ -247,7 +214,7 @@ def download(
     data_dir: DataDirOption = None,
 ) -> None:
     """Download a snapshot to a sparse raw file (its full volume size)."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     blocks: list[dict[str, Any]] = []
     params: dict[str, Any] = {"SnapshotId": snapshot_id, "MaxResults": 10000}
     while True:
@@ -290,10 +257,6 @@ def download(
     typer.echo(f"{snapshot_id} → {dest} ({len(blocks)} blocks, {size} bytes)")
 
 
-def _api(endpoint: str, region: str, profile: str | None, data_dir: Path | None) -> _Api:
-    return _Api(endpoint, region, profile, data_dir)
-
-
 @app.command("list")
 def list_snapshots(
     owner: Annotated[
@@ -309,7 +272,7 @@ def list_snapshots(
     as_json: JsonOption = False,
 ) -> None:
     """List snapshots you may see (default: your own)."""
-    api = _api(endpoint, region, profile, data_dir)
+    api = Api(endpoint, region, profile, data_dir)
     params: dict[str, Any] = {"OwnerIds": owner or ["self"]}
     specs = []
     for item in filters or []:
@@ -359,8 +322,8 @@ def show(
     data_dir: DataDirOption = None,
 ) -> None:
     """Show one snapshot in full, with its createVolumePermission when it is yours (JSON)."""
-    api = _api(endpoint, region, profile, data_dir)
-    (snapshot,) = api.ec2_call("describe_snapshots", SnapshotIds=[snapshot_id])["Snapshots"]
+    api = Api(endpoint, region, profile, data_dir)
+    (snapshot,) = api.call("describe_snapshots", SnapshotIds=[snapshot_id])["Snapshots"]
     try:
         permissions = api.ec2.describe_snapshot_attribute(
             SnapshotId=snapshot_id, Attribute="createVolumePermission"
@@ -380,7 +343,7 @@ def delete(
     data_dir: DataDirOption = None,
 ) -> None:
     """Delete a snapshot (refused while an image uses it)."""
-    _api(endpoint, region, profile, data_dir).ec2_call("delete_snapshot", SnapshotId=snapshot_id)
+    Api(endpoint, region, profile, data_dir).call("delete_snapshot", SnapshotId=snapshot_id)
     typer.echo(f"{snapshot_id} deleted")
 
 
@@ -389,7 +352,7 @@ def _modify(
     snapshot_id: str,
     accounts: list[str] | None,
     public: bool,
-    api: _Api,
+    api: Api,
 ) -> None:
     if not accounts and not public:
         raise fail("give --account ID (repeatable) and/or --public")
@@ -402,7 +365,7 @@ def _modify(
         params["UserIds"] = accounts
     if public:
         params["GroupNames"] = ["all"]
-    api.ec2_call("modify_snapshot_attribute", **params)
+    api.call("modify_snapshot_attribute", **params)
 
 
 AccountsOption = Annotated[
@@ -422,7 +385,7 @@ def share(
     data_dir: DataDirOption = None,
 ) -> None:
     """Let accounts (or everyone) create volumes from, copy and read a snapshot."""
-    _modify("add", snapshot_id, accounts, public, _api(endpoint, region, profile, data_dir))
+    _modify("add", snapshot_id, accounts, public, Api(endpoint, region, profile, data_dir))
     typer.echo(f"{snapshot_id} shared")
 
 
@@ -437,5 +400,5 @@ def unshare(
     data_dir: DataDirOption = None,
 ) -> None:
     """Withdraw createVolumePermission from accounts (or from everyone)."""
-    _modify("remove", snapshot_id, accounts, public, _api(endpoint, region, profile, data_dir))
+    _modify("remove", snapshot_id, accounts, public, Api(endpoint, region, profile, data_dir))
     typer.echo(f"{snapshot_id} unshared")
