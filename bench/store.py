@@ -42,38 +42,11 @@ from pathlib import Path
 
 from goldsmith.store import Repository
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit
+
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-def emit(
-    metric: str,
-    value: float,
-    unit: str,
-    baseline: float | None = None,
-    target: str | None = None,
-) -> None:
-    """Print one metric; a ``target`` like ">=2.5" applies to the ratio (or the value)."""
-    ratio = value / baseline if baseline else None
-    ok = None
-    if target is not None:
-        op, limit = target[:2], float(target[2:])
-        x = ratio if ratio is not None else value
-        ok = x >= limit if op == ">=" else x <= limit
-    print(
-        json.dumps(
-            {
-                "metric": metric,
-                "value": round(value, 4),
-                "unit": unit,
-                "baseline": None if baseline is None else round(baseline, 4),
-                "ratio": None if ratio is None else round(ratio, 4),
-                "target": target,
-                "ok": ok,
-            }
-        ),
-        flush=True,
-    )
 
 
 def drop_caches() -> None:
