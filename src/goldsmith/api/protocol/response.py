@@ -230,10 +230,17 @@ def _value_source(
             "    " + checked,
         ]
     if isinstance(encoder, StructureEncoder):
+        # encode_members' dispatch inlined (structures in lists are most of the calls):
+        # a known key order goes straight to its generated function.
         scope[f"{name}_members"] = encoder.encode_members
+        scope[f"{name}_order"] = encoder._orders.get
         return [
             f"{indent}append('<{tag}>')",
-            f"{indent}{name}_members(out, {var})",
+            f"{indent}{name}_f = {name}_order(tuple({var})) if type({var}) is dict else None",
+            f"{indent}if {name}_f is None:",
+            f"{indent}    {name}_members(out, {var})",
+            f"{indent}else:",
+            f"{indent}    {name}_f(out, {var})",
             f"{indent}append('</{tag}>')",
         ]
     if isinstance(encoder, ListEncoder):

@@ -132,7 +132,11 @@ def render_row(
     tags: Mapping[str, str] | None,
     owner_alias: str | None,
 ) -> dict[str, Any]:
-    """The ``Image`` structure for one row of :data:`FIELDS` and its mapping tuples."""
+    """The ``Image`` structure for one row of :data:`FIELDS` and its mapping tuples.
+
+    Called once per image of a page (a thousand per DescribeImages call), so members that
+    are usually absent (deprecation, launch time, cooldown, product codes) cost one test.
+    """
     (
         image_id,
         account_id,
@@ -177,7 +181,8 @@ def render_row(
         "ProductCodes": [
             {"ProductCodeId": p, "ProductCodeType": "marketplace"} for p in billing_products
         ]
-        or None,
+        if billing_products
+        else None,
         "Architecture": architecture,
         "ImageType": image_type,
         "KernelId": kernel_id,
@@ -195,15 +200,18 @@ def render_row(
         "RootDeviceType": root_device_type,
         "SriovNetSupport": sriov_net_support,
         "StateReason": {"Code": reason_code, "Message": reason_message} if reason_code else None,
-        "Tags": [{"Key": k, "Value": tags[k]} for k in sorted(tags)] if tags else None,
+        # Keys are unique: sorting the items compares keys only.
+        "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())] if tags else None,
         "VirtualizationType": virtualization_type,
         "BootMode": boot_mode,
         "TpmSupport": tpm_support,
-        "DeprecationTime": iso(deprecation_time),
+        "DeprecationTime": None if deprecation_time is None else iso(deprecation_time),
         "ImdsSupport": imds_support,
         "SourceInstanceId": source_instance_id,
-        "DeregistrationProtection": _protection(protection, cooldown),
-        "LastLaunchedTime": iso(last_launched_time),
+        "DeregistrationProtection": protection
+        if cooldown is None
+        else _protection(protection, cooldown),
+        "LastLaunchedTime": None if last_launched_time is None else iso(last_launched_time),
         "SourceImageId": source_image_id,
         "SourceImageRegion": source_image_region,
         "FreeTierEligible": False,
