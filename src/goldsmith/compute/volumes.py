@@ -152,13 +152,22 @@ def align_ranges(ranges: list[Range], align: int, size: int) -> list[Range]:
 
 @contextmanager
 def nbd_export(image: Path, fmt: str = "qcow2", force_share: bool = False) -> Iterator[NbdClient]:
-    """Serve ``image`` read-only with ``qemu-nbd`` on a private socket; yield a client."""
+    """Serve ``image`` read-only with ``qemu-nbd`` on a private socket; yield a client.
+
+    ``force_share`` reads an image another QEMU process holds open (a paused VM: its
+    flushed image cannot change while we read). qemu-nbd 7.2 has no ``--force-share``, so
+    the image is opened through ``--image-opts`` with ``file.locking=off`` instead.
+    """
     with tempfile.TemporaryDirectory(prefix="gs-nbd-") as tmp:
         sock = Path(tmp) / "nbd.sock"
-        args = ["qemu-nbd", "--read-only", "--format", fmt, "--socket", str(sock)]
+        args = ["qemu-nbd", "--read-only", "--socket", str(sock)]
         args += ["--export-name", "vol", "--cache", "none", "--aio", "threads"]
+        if force_share:
+            args += ["--image-opts", _unlocked_image_opts(image, fmt)]
+        else:
+            args += ["--format", fmt, str(image)]
         proc = subprocess.Popen(
-            [*args, *(["--force-share"] if force_share else []), str(image)],
+            args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -176,6 +185,13 @@ def nbd_export(image: Path, fmt: str = "qcow2", force_share: bool = False) -> It
             proc.wait()
             if proc.stderr:
                 proc.stderr.close()
+
+
+def _unlocked_image_opts(image: Path, fmt: str) -> str:
+    """``--image-opts`` for ``image`` without QEMU's image locking (commas doubled, as
+    QEMU's option syntax requires inside a value)."""
+    filename = str(image.absolute()).replace(",", ",,")
+    return f"driver={fmt},file.driver=file,file.filename={filename},file.locking=off"
 
 
 def export_changed(

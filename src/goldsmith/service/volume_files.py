@@ -19,20 +19,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from goldsmith.compute.errors import VolumeError
-from goldsmith.compute.nbd import NbdClient
 from goldsmith.compute.volumes import (
     BaseCache,
-    Range,
-    align_ranges,
     changed_ranges,
     create_empty,
     create_overlay,
@@ -115,14 +106,19 @@ class VolumeFiles:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"{new_snapshot_id}.raw"
         parent = source_snapshot if source_snapshot and repo.exists(source_snapshot) else None
-        export = export_unlocked if force_share else export_changed
         try:
             if parent is not None:
-                ranges = export(path, tmp, changed_ranges(path, True), align=repo.chunk_size)
+                ranges = export_changed(
+                    path,
+                    tmp,
+                    changed_ranges(path, True),
+                    align=repo.chunk_size,
+                    force_share=force_share,
+                )
                 repo.snapshot_file(tmp, new_snapshot_id, parent=parent, changed_ranges=ranges)
             else:
                 full = [(0, virtual_size(path, force_share=True))]
-                export(path, tmp, full, align=repo.chunk_size)
+                export_changed(path, tmp, full, align=repo.chunk_size, force_share=force_share)
                 repo.snapshot_file(tmp, new_snapshot_id)
         finally:
             tmp.unlink(missing_ok=True)
@@ -137,68 +133,3 @@ class VolumeFiles:
         except OSError:
             shutil.copyfile(source, dest)
         return dest
-
-
-# A paused VM still holds QEMU's image lock. qemu-nbd 7.2 has no --force-share, so the
-# overlay is opened with ``file.locking=off`` through --image-opts instead (read-only: the
-# paused VM's flushed image cannot change under us). TODO(compute): fold into
-# goldsmith.compute.volumes.nbd_export, whose force_share path uses the missing flag.
-
-
-@contextmanager
-def _nbd_unlocked(image: Path) -> Iterator[NbdClient]:
-    with tempfile.TemporaryDirectory(prefix="gs-nbd-") as tmp:
-        sock = Path(tmp) / "nbd.sock"
-        opts = f"driver=qcow2,file.driver=file,file.filename={image.absolute()},file.locking=off"
-        proc = subprocess.Popen(
-            [
-                "qemu-nbd",
-                "--read-only",
-                "--image-opts",
-                "--socket",
-                str(sock),
-                "--export-name",
-                "vol",
-                "--cache",
-                "none",
-                opts,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while not sock.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    raise VolumeError(f"qemu-nbd could not serve {image}: {err.strip()}")
-                time.sleep(0.005)
-            with NbdClient(sock, "vol") as client:
-                yield client
-        finally:
-            proc.kill()
-            proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
-
-
-def export_unlocked(overlay: Path, dest: Path, ranges: list[Range], *, align: int) -> list[Range]:
-    """:func:`export_changed` for an image a (paused) VM holds open."""
-    size = virtual_size(overlay, force_share=True)
-    aligned = align_ranges(ranges, align, size)
-    step = 1024 * 1024
-    zero = bytes(step)
-    with dest.open("wb") as out, _nbd_unlocked(overlay) as nbd:
-        out.truncate(size)
-        for start, length in aligned:
-            pos, end = start, start + length
-            while pos < end:
-                n = min(step, end - pos)
-                data = nbd.read(pos, n)
-                if data != zero[:n]:  # zeros stay holes
-                    out.seek(pos)
-                    out.write(data)
-                pos += n
-        out.flush()
-        os.fsync(out.fileno())
-    return aligned

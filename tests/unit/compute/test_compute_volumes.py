@@ -214,3 +214,41 @@ def test_base_cache_restores_once_across_processes(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in procs)
     assert outs[0] == outs[1]
     assert log.read_text() == "restore\n"
+
+
+def test_export_of_an_image_a_qemu_process_holds_open(base: Path, tmp_path: Path) -> None:
+    """A paused VM keeps its image locked; ``force_share`` still exports it (qemu-nbd 7.2
+    has no ``--force-share``: the image is opened with ``file.locking=off``)."""
+    overlay = tmp_path / "vol,with,commas.qcow2"  # commas need escaping in --image-opts
+    create_overlay(base, overlay, 8 * MiB)
+    qemu_io(overlay, "write -P 0x5a 2M 64K")
+    holder = subprocess.Popen(
+        [
+            "qemu-system-x86_64",
+            *("-machine", "none", "-nodefaults", "-display", "none", "-S"),
+            *("-drive", f"file={str(overlay).replace(',', ',,')},if=none,format=qcow2,id=d0"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Wait until QEMU has taken its write lock (a plain, locking open then fails).
+        deadline = time.monotonic() + 30
+        while True:
+            probe = subprocess.run(
+                ["qemu-img", "info", str(overlay)], check=False, capture_output=True, timeout=30
+            )
+            if probe.returncode != 0:
+                break
+            assert holder.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        with pytest.raises(VolumeError):
+            export_changed(overlay, tmp_path / "locked.raw", align=CLUSTER)
+        dest = tmp_path / "shared.raw"
+        written = export_changed(overlay, dest, align=CLUSTER, force_share=True)
+        assert written == [(2 * MiB, CLUSTER)]
+        assert dest.read_bytes()[2 * MiB : 2 * MiB + CLUSTER] == b"\x5a" * CLUSTER
+    finally:
+        holder.kill()
+        holder.wait()
