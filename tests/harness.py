@@ -112,7 +112,11 @@ def _read_creds(path: Path) -> Creds:
 
 
 def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
-    """Start ``goldsmith serve`` and wait until it answers (or fail with its log)."""
+    """Start ``goldsmith serve`` and wait until it answers (or fail with its log).
+
+    The first-start platform build is off (``GOLDSMITH_PLATFORM_BUILD_ON_START=0``) unless
+    ``env`` turns it on.
+    """
     port = free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with log_path.open("wb") as log:
@@ -130,7 +134,8 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            # No first-start platform build unless a test asks for it (it takes a while).
+            env={**os.environ, "GOLDSMITH_PLATFORM_BUILD_ON_START": "0", **(env or {})},
             start_new_session=True,
         )
     deadline = time.monotonic() + 60

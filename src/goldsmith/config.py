@@ -10,7 +10,7 @@ Settings come from three sources, later ones overriding earlier ones:
 
 Keys (TOML names; see docs/configuration.md): ``data_dir``, ``host``, ``port``,
 ``database_url``, ``regions``, ``default_region``, ``max_clock_skew_seconds``,
-``platform_alias``.
+``platform_alias``, ``platform_build_on_start``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class Settings:
     max_clock_skew_seconds: int = 900
     #: Owner alias of the platform account's images (``Owners=["amazon"]`` finds them).
     platform_alias: str = "amazon"
+    #: ``goldsmith serve`` builds and publishes the platform images in the background when
+    #: the default region has none (``GOLDSMITH_PLATFORM_BUILD_ON_START=0`` turns it off).
+    platform_build_on_start: bool = True
 
     @property
     def catalog_url(self) -> str:
@@ -68,6 +71,8 @@ def _coerce(name: str, value: Any) -> Any:
             if name == "port" and not 0 <= number <= 65535:
                 raise ValueError("out of range")
             return number
+        if name == "platform_build_on_start":
+            return _boolean(value)
         if name == "regions":
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(item).strip() for item in items if str(item).strip())
@@ -76,6 +81,22 @@ def _coerce(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"invalid value for {name!r}: expected a string, got {value!r}")
     return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _boolean(value: Any) -> bool:
+    """A TOML boolean, or an environment/flag string such as ``0``/``false``/``yes``."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("expected a boolean (true/false, 1/0, yes/no, on/off)")
 
 
 def _from_mapping(source: Mapping[str, Any], origin: str) -> dict[str, Any]:

@@ -49,10 +49,15 @@ def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def tiny_image(vm_server: Server) -> str:
+def platform_images(vm_server: Server) -> dict[str, str]:
     out = vm_server.cli("platform", "build", "--json", "--cache", str(build_cache()), check=False)
     assert out.returncode == 0, out.stderr
-    return str(json.loads(out.stdout)["TinyImageId"])
+    return dict(json.loads(out.stdout))
+
+
+@pytest.fixture(scope="module")
+def tiny_image(platform_images: dict[str, str]) -> str:
+    return platform_images["TinyImageId"]
 
 
 def wait_state(
@@ -67,8 +72,10 @@ def wait_state(
         time.sleep(0.3)
 
 
-def ssh(key: Path, address: str, command: str, timeout: float = BOOT_TIMEOUT) -> str:
-    """Run ``command`` as ec2-user, retrying until SSH answers (the guest may be booting)."""
+def ssh(
+    key: Path, address: str, command: str, timeout: float = BOOT_TIMEOUT, user: str = "ec2-user"
+) -> str:
+    """Run ``command`` as ``user``, retrying until SSH answers (the guest may be booting)."""
     deadline = time.monotonic() + timeout
     while True:
         done = subprocess.run(
@@ -86,7 +93,7 @@ def ssh(key: Path, address: str, command: str, timeout: float = BOOT_TIMEOUT) ->
                 "BatchMode=yes",
                 "-o",
                 "LogLevel=ERROR",
-                f"ec2-user@{address}",
+                f"{user}@{address}",
                 command,
             ],
             capture_output=True,
@@ -286,3 +293,94 @@ def test_cli_run_list_console_terminate(vm_server: Server, tiny_image: str) -> N
     done = vm_server.cli("instances", "terminate", iid, *endpoint).stdout
     assert f"{iid}: running → shutting-down" in done
     wait_state(vm_server.client(), iid, "terminated")
+
+
+DEBIAN_BOOT_TIMEOUT = 240.0
+
+
+def test_debian_image_boots_with_uefi_and_applies_key_pair_and_user_data(
+    vm_server: Server, platform_images: dict[str, str], tmp_path: Path
+) -> None:
+    account = vm_server.new_account()
+    ec2 = vm_server.client(account)
+    debian = platform_images["DebianImageId"]
+    image = ec2.describe_images(ImageIds=[debian])["Images"][0]
+    assert (image["VirtualizationType"], image["BootMode"], image["Public"]) == (
+        "hvm",
+        "uefi",
+        True,
+    )
+    assert image["Name"].startswith("goldsmith-debian-12-")
+    key = new_key(ec2, tmp_path, "deb")
+    started = time.monotonic()
+    iid = ec2.run_instances(
+        ImageId=debian,
+        MinCount=1,
+        MaxCount=1,
+        KeyName="deb",
+        InstanceType="t3.micro",
+        UserData="#!/bin/bash\necho debian-user-data-$(id -un) > /home/admin/ud.txt\n",
+    )["Instances"][0]["InstanceId"]
+    try:
+        inst = wait_state(ec2, iid, "running", timeout=DEBIAN_BOOT_TIMEOUT)
+        assert inst["BootMode"] == "uefi"
+        address = inst["PublicIpAddress"]
+        run_dir = next(vm_server.data_dir.glob(f"regions/*/instances/{iid}"))
+        assert (run_dir / "OVMF_VARS.fd").is_file()  # the instance's own UEFI variables
+        who = ssh(key, address, "id -un", timeout=DEBIAN_BOOT_TIMEOUT, user="admin")
+        assert who.strip() == "admin"
+        print(f"\nDebian: RunInstances -> SSH as admin in {time.monotonic() - started:.1f} s")
+        user_data = ssh(
+            key,
+            address,
+            "while [ ! -s ud.txt ]; do sleep 0.5; done; cat ud.txt",
+            timeout=60,
+            user="admin",
+        )
+        assert user_data.strip() == "debian-user-data-root"  # run once, as root
+        hostname = ssh(key, address, "hostname", user="admin").strip()
+        assert hostname == inst["PrivateDnsName"].split(".")[0]
+        assert ssh(key, address, "sudo -n id -u", user="admin").strip() == "0"
+    finally:
+        ec2.terminate_instances(InstanceIds=[iid])
+    wait_state(ec2, iid, "terminated", timeout=120)
+
+
+def test_first_start_builds_and_publishes_the_platform_images(
+    tmp_path_factory: pytest.TempPathFactory, vm_server: Server, platform_images: dict[str, str]
+) -> None:
+    """A fresh server (build on start on, warm build cache) publishes the images by itself
+    while the API answers; the images are the same builds ``platform build`` made."""
+    data_dir = tmp_path_factory.mktemp("gs-first") / "data"
+    env = {"GOLDSMITH_PLATFORM_BUILD_ON_START": "1", "GOLDSMITH_BUILD_CACHE": str(build_cache())}
+    srv = start_server(data_dir, env={"GOLDSMITH_HYPERVISOR": "fake", **env})
+    try:
+        ec2 = srv.client(srv.new_account())
+        expected = {"goldsmith-tiny", "goldsmith-debian-12"}
+        deadline = time.monotonic() + 180
+        while True:
+            images = ec2.describe_images(Owners=["amazon"])["Images"]
+            series = {i["Name"].rsplit("-", 2)[0] for i in images if i["ImageType"] == "machine"}
+            if expected <= series:
+                break
+            assert srv.proc.poll() is None
+            assert time.monotonic() < deadline, srv.log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        log = srv.log_path.read_text()
+        assert "platform build: " in log and "%]" in log  # progress lines
+        assert "platform build: done" in log
+        # The same builds as the module's `platform build` (names end with the build key).
+        theirs = vm_server.client(vm_server.new_account()).describe_images(
+            ImageIds=[platform_images["TinyImageId"], platform_images["DebianImageId"]]
+        )["Images"]
+        assert {i["Name"].rsplit("-", 1)[1] for i in theirs} == {
+            i["Name"].rsplit("-", 1)[1] for i in images if i["ImageType"] == "machine"
+        }
+    finally:
+        stop_server(srv.proc)
+    # A restart with images present does not build again.
+    srv = start_server(data_dir, env={"GOLDSMITH_HYPERVISOR": "fake", **env})
+    try:
+        assert "building the platform images" not in srv.log_path.read_text()
+    finally:
+        stop_server(srv.proc)

@@ -108,30 +108,35 @@ def build(
     regions: Annotated[
         list[str] | None, typer.Option("--region", help="Region(s) to publish in.")
     ] = None,
+    debian: Annotated[
+        bool,
+        typer.Option("--debian/--no-debian", help="Also build the Debian 12 server image."),
+    ] = True,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Build the kernel/ramdisk and tiny images from Debian packages and publish them.
+    """Build the kernel/ramdisk, tiny and Debian 12 images from Debian packages; publish them.
 
     Idempotent: a build already published is reused; older versions are deprecated.
     """
-    from goldsmith.cli.platform_build import build_artifacts, publish_tiny
+    from goldsmith.cli.platform_build import build_and_publish
 
     settings = settings_from(data_dir)
     cache_dir = cache or settings.data_dir / "cache"
     say = (lambda _m: None) if as_json else typer.echo
-    tiny = build_artifacts(cache_dir, say)
-    out = []
     with _services(data_dir) as services:
-        account = _platform_account(services)
-        for region in regions or [settings.default_region]:
-            published = publish_tiny(services, RequestContext(account, region), tiny, say)
-            out.append(published.as_dict())
+        _platform_account(services)
+        published = build_and_publish(
+            services, cache_dir, regions or [settings.default_region], say, debian=debian
+        )
+    out = [item.as_dict() for item in published]
     if as_json:
         print_json(out if len(out) != 1 else out[0])
     else:
         for item in out:
             typer.echo(f"{item['Region']}: tiny image {item['TinyImageId']}")
+            if "DebianImageId" in item:
+                typer.echo(f"{item['Region']}: Debian 12 image {item['DebianImageId']}")
 
 
 @app.command("snapshot")

@@ -4,6 +4,12 @@ On the first start it creates the platform and admin accounts, prints the admin'
 credentials once and stores them in ``<data-dir>/admin-credentials`` (mode 0600, in the
 format of ``~/.aws/credentials``). ``--self-check`` makes one signed DescribeRegions call
 against the running server with those credentials and prints the result.
+
+When the platform account has no current image in the default region (a fresh data
+directory), the platform images are built and published in a background thread, with
+progress lines in the log, while the API serves (``platform_build_on_start``;
+``--no-platform-build`` or ``GOLDSMITH_PLATFORM_BUILD_ON_START=0`` turns it off). The build
+cache is ``$GOLDSMITH_BUILD_CACHE`` or ``<data-dir>/cache``.
 """
 
 from __future__ import annotations
@@ -98,6 +104,26 @@ def _housekeeping(services: Services, stop: threading.Event) -> None:
             log.exception("housekeeping failed")
 
 
+def _platform_build(services: Services, cache: Path, region: str) -> None:
+    """Build and publish the platform images (first start); failures are logged, not fatal."""
+    from goldsmith.cli.platform_build import build_and_publish
+
+    log = logging.getLogger("goldsmith.platform")
+    started = time.monotonic()
+    log.info(
+        "platform build: no platform images in %s yet; building them (cache %s)", region, cache
+    )
+    try:
+        published = build_and_publish(
+            services, cache, [region], lambda m: log.info("platform build: %s", m)
+        )
+    except Exception:
+        log.exception("platform build failed (retry with: goldsmith platform build)")
+        return
+    ids = ", ".join(v for k, v in published[0].as_dict().items() if k.endswith("ImageId"))
+    log.info("platform build: done in %.0f s: %s", time.monotonic() - started, ids)
+
+
 def serve(
     data_dir: DataDirOption = None,
     host: Annotated[
@@ -109,9 +135,19 @@ def serve(
         bool, typer.Option("--self-check", help="Call DescribeRegions once the server is up.")
     ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
+    no_platform_build: Annotated[
+        bool,
+        typer.Option(
+            "--no-platform-build",
+            help="Do not build the platform images on start when there are none.",
+        ),
+    ] = False,
 ) -> None:
     """Run the Goldsmith server (EC2 API) in the foreground."""
-    settings = settings_from(data_dir, config, host=host, port=port)
+    build_flag = False if no_platform_build else None
+    settings = settings_from(
+        data_dir, config, host=host, port=port, platform_build_on_start=build_flag
+    )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -158,6 +194,18 @@ def serve(
             args=(server, endpoint, creds_file, settings.default_region),
             daemon=True,
         ).start()
+    if settings.platform_build_on_start:
+        from goldsmith.cli.platform_build import needs_build
+
+        if needs_build(services, settings.default_region):
+            cache = Path(os.environ.get("GOLDSMITH_BUILD_CACHE") or settings.data_dir / "cache")
+            typer.echo("building the platform images in the background (log: goldsmith.platform)")
+            threading.Thread(
+                target=_platform_build,
+                args=(services, cache, settings.default_region),
+                name="platform-build",
+                daemon=True,
+            ).start()
     stop_sweeping = threading.Event()
     threading.Thread(target=_housekeeping, args=(services, stop_sweeping), daemon=True).start()
     try:

@@ -47,3 +47,20 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
 def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_settings({"data_dir": tmp_path}, config_file=tmp_path / "nope.toml", environ={})
+
+
+def test_platform_build_on_start_from_toml_env_and_flags(tmp_path: Path) -> None:
+    assert load_settings(environ={}).platform_build_on_start is True
+    for text in ("0", "false", "No", "off"):
+        env = {"GOLDSMITH_PLATFORM_BUILD_ON_START": text}
+        assert load_settings(environ=env).platform_build_on_start is False
+    env = {"GOLDSMITH_PLATFORM_BUILD_ON_START": "1"}
+    assert load_settings(environ=env).platform_build_on_start is True
+    toml = tmp_path / "g.toml"
+    toml.write_text("platform_build_on_start = false\n")
+    assert load_settings(config_file=toml, environ={}).platform_build_on_start is False
+    flags = {"platform_build_on_start": False}
+    env = {"GOLDSMITH_PLATFORM_BUILD_ON_START": "1"}
+    assert load_settings(flags, environ=env).platform_build_on_start is False  # flag wins
+    with pytest.raises(ConfigError, match="platform_build_on_start"):
+        load_settings(environ={"GOLDSMITH_PLATFORM_BUILD_ON_START": "maybe"})
