@@ -14,6 +14,7 @@ cache is ``$GOLDSMITH_BUILD_CACHE`` or ``<data-dir>/cache``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -154,6 +155,12 @@ def serve(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     services = build_services(settings)
+    # Everything built so far (service model, codec tables, catalog metadata) lives for the
+    # whole process: move it out of the collector's sight, and collect young objects less
+    # often, so a full collection does not stall a request every dozen large responses.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     endpoint = f"http://{settings.host}:{settings.port}"
     creds_file = settings.data_dir / CREDENTIALS_FILE
     created = services.accounts.bootstrap()
