@@ -172,19 +172,30 @@ def nbd_export(image: Path, fmt: str = "qcow2", force_share: bool = False) -> It
             stderr=subprocess.PIPE,
         )
         try:
-            deadline = time.monotonic() + 10
-            while not sock.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    raise VolumeError(f"qemu-nbd could not serve {image}: {err.strip()}")
-                time.sleep(0.005)
-            with NbdClient(sock, "vol") as client:
+            with _connect(proc, sock, image) as client:
                 yield client
         finally:
             proc.kill()
             proc.wait()
             if proc.stderr:
                 proc.stderr.close()
+
+
+def _connect(proc: subprocess.Popen[bytes], sock: Path, image: Path) -> NbdClient:
+    """Connect to ``proc``'s socket once it listens (qemu-nbd creates the socket file just
+    before it calls listen(), so a connection can be refused for a moment)."""
+    deadline = time.monotonic() + 10
+    while True:
+        if sock.exists():
+            try:
+                return NbdClient(sock, "vol")
+            except VolumeError as exc:
+                if not isinstance(exc.__cause__, ConnectionRefusedError):
+                    raise
+        if proc.poll() is not None or time.monotonic() > deadline:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise VolumeError(f"qemu-nbd could not serve {image}: {err.strip()}")
+        time.sleep(0.005)
 
 
 def _unlocked_image_opts(image: Path, fmt: str) -> str:
