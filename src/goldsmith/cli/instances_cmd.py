@@ -186,55 +186,35 @@ def _change(action: str, key: str, instance_ids: list[str], api: Api) -> None:
         )
 
 
-@app.command("stop")
-def stop(
-    instance_ids: Annotated[list[str], typer.Argument(help="Instance ids.")],
-    endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    region: RegionOption = "us-east-1",
-    profile: ProfileOption = None,
-    data_dir: DataDirOption = None,
-) -> None:
-    """Stop instances (clean shutdown; volumes are kept)."""
-    _change(
-        "stop_instances",
-        "StoppingInstances",
-        instance_ids,
-        Api(endpoint, region, profile, data_dir),
-    )
+def _state_command(name: str, action: str, result_key: str, doc: str) -> None:
+    """Register ``goldsmith instances NAME IDS…`` calling the EC2 state change ``action``."""
+
+    def command(
+        instance_ids: Annotated[list[str], typer.Argument(help="Instance ids.")],
+        endpoint: EndpointOption = DEFAULT_ENDPOINT,
+        region: RegionOption = "us-east-1",
+        profile: ProfileOption = None,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        _change(action, result_key, instance_ids, Api(endpoint, region, profile, data_dir))
+
+    command.__doc__ = doc
+    app.command(name)(command)
 
 
-@app.command("start")
-def start(
-    instance_ids: Annotated[list[str], typer.Argument(help="Instance ids.")],
-    endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    region: RegionOption = "us-east-1",
-    profile: ProfileOption = None,
-    data_dir: DataDirOption = None,
-) -> None:
-    """Start stopped instances."""
-    _change(
-        "start_instances",
-        "StartingInstances",
-        instance_ids,
-        Api(endpoint, region, profile, data_dir),
-    )
-
-
-@app.command("terminate")
-def terminate(
-    instance_ids: Annotated[list[str], typer.Argument(help="Instance ids.")],
-    endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    region: RegionOption = "us-east-1",
-    profile: ProfileOption = None,
-    data_dir: DataDirOption = None,
-) -> None:
-    """Terminate instances (DeleteOnTermination volumes are deleted)."""
-    _change(
-        "terminate_instances",
-        "TerminatingInstances",
-        instance_ids,
-        Api(endpoint, region, profile, data_dir),
-    )
+_state_command(
+    "stop",
+    "stop_instances",
+    "StoppingInstances",
+    "Stop instances (clean shutdown; volumes are kept).",
+)
+_state_command("start", "start_instances", "StartingInstances", "Start stopped instances.")
+_state_command(
+    "terminate",
+    "terminate_instances",
+    "TerminatingInstances",
+    "Terminate instances (DeleteOnTermination volumes are deleted).",
+)
 
 
 def ssh(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -270,7 +269,6 @@ def test_delete_snapshot_keeps_children_readable(image: ImageFactory) -> None:
     assert repo.ancestors("b") == []
 
 
-@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed")
 def test_qcow2_image(image: ImageFactory, tmp_path: Path) -> None:
     repo = Repository(MemoryBackend())
     path, expected = image(4 * MiB)
