@@ -13,6 +13,10 @@ answers at once. The task then, holding the instance's lock:
    snapshots ``error`` and the image ``failed`` with a StateReason.
 
 Re-running the task after a restart skips the snapshots already completed.
+
+BlockDeviceMappings in the request exclude attached volumes, override their mappings or add
+new volumes to the image (:mod:`goldsmith.service.instances.image_mappings`); only attached
+volumes are captured, added mappings are written as given.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from goldsmith.service.context import RequestContext
 from goldsmith.service.errors import ClientError, missing_parameter
 from goldsmith.service.ids import check_id, new_id
 from goldsmith.service.images.validation import check_description, check_name
+from goldsmith.service.instances.image_mappings import bare, plan_mappings
 from goldsmith.service.instances.manager import InstanceManager, now, root_first
 from goldsmith.service.instances.service import InstanceService, incorrect_state
 from goldsmith.service.snapshots import SnapshotService
@@ -80,11 +85,6 @@ class ImageCapture:
         description = check_description(params.get("Description"))
         no_reboot = bool(params.get("NoReboot"))
         image_tags, snapshot_tags = split_tags(params)
-        excluded = {
-            str(m.get("DeviceName"))
-            for m in params.get("BlockDeviceMappings") or ()
-            if m.get("NoDevice") is not None
-        }
         with self._catalog.begin() as conn:
             (row,) = self._instances.owned(conn, ctx, [check_id(str(instance_id), "i")])
             if row.state not in ("running", "stopped"):
@@ -94,13 +94,19 @@ class ImageCapture:
                 raise ClientError(
                     "InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {taken}"
                 )
-            if row.root_device_name in excluded:
-                raise ClientError(
-                    "InvalidBlockDeviceMapping", "The root device cannot be excluded (NoDevice)."
-                )
-            volumes = volume_rows.volumes_of(conn, [row.instance_id])[row.instance_id]
+            attached = volume_rows.volumes_of(conn, [row.instance_id])[row.instance_id]
+            mappings = plan_mappings(
+                conn,
+                ctx,
+                self._snapshots,
+                params.get("BlockDeviceMappings") or (),
+                attached,
+                row.root_device_name,
+            )
             volumes = [
-                v for v in root_first(volumes, row.root_device_name) if v.device not in excluded
+                v
+                for v in root_first(attached, row.root_device_name)
+                if bare(str(v.device)) not in mappings.excluded
             ]
             image_id = new_id("ami")
             plan: list[list[str | None]] = []
@@ -118,16 +124,8 @@ class ImageCapture:
                     conn, ctx, "snapshot", snap.snapshot_id, snapshot_tags
                 )
                 plan.append([vol.volume_id, snap.snapshot_id, vol.snapshot_id])
-                devices.append(
-                    image_rows.BlockDeviceRow(
-                        device_name=str(vol.device),
-                        snapshot_id=snap.snapshot_id,
-                        volume_size=vol.size_gib,
-                        volume_type=vol.volume_type,
-                        delete_on_termination=bool(vol.delete_on_termination),
-                        encrypted=False,
-                    )
-                )
+                devices.append(mappings.mapping_for(vol, snap.snapshot_id))
+            devices += mappings.added
             source, _ = None, None
             found = image_rows.get_images(conn, [row.image_id]).get(row.image_id)
             image = image_rows.ImageRow(
