@@ -142,6 +142,10 @@ class FakeHypervisor:
             "0000000c4944415408d763606060000000040001f61738550000000049454e44ae426082"
         )
 
+    def wake(self, handle: VmHandle) -> None:
+        self._require_running(handle)
+        self.write_console(handle, f"fake: {handle.vm_id} woken by a key press\n".encode())
+
     # ----------------------------------------------------------------- disks
 
     def disks(self, handle: VmHandle) -> list[DiskSpec]:

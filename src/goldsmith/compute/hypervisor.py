@@ -93,5 +93,11 @@ class Hypervisor(Protocol):
         ...
 
     def screenshot(self, handle: VmHandle) -> bytes:
-        """A PNG of the VM's screen (GetConsoleScreenshot)."""
+        """A PNG of the VM's screen (GetConsoleScreenshot; :func:`screen.to_jpeg` makes the
+        JPEG EC2 serves). Raises ``VmNotRunningError`` on a VM that does not run."""
+        ...
+
+    def wake(self, handle: VmHandle) -> None:
+        """Press a key that types nothing (Shift), so a blanked console shows its screen again
+        (GetConsoleScreenshot's WakeUp). Raises ``VmNotRunningError`` on a stopped VM."""
         ...

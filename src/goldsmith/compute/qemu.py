@@ -358,6 +358,10 @@ class QemuHypervisor:
         finally:
             path.unlink(missing_ok=True)
 
+    def wake(self, handle: VmHandle) -> None:
+        """QMP ``send-key`` Shift: the guest sees a key press (unblanks its console)."""
+        self._command(handle, "send-key", {"keys": [{"type": "qcode", "data": "shift"}]})
+
     # ----------------------------------------------------------------- disks
 
     def disks(self, handle: VmHandle) -> list[DiskSpec]:

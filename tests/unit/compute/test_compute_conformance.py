@@ -134,7 +134,9 @@ def test_control_operations(driver: Driver, make_spec: Callable[..., VmSpec]) ->
     hv.reboot(handle)
     assert hv.state(handle) is VmState.RUNNING
     assert hv.screenshot(handle).startswith(b"\x89PNG\r\n\x1a\n")
+    hv.wake(handle)
+    assert hv.state(handle) is VmState.RUNNING
     hv.kill(handle)
-    for operation in (hv.reboot, hv.pause, hv.resume, hv.screenshot):
+    for operation in (hv.reboot, hv.pause, hv.resume, hv.screenshot, hv.wake):
         with pytest.raises(VmNotRunningError):
             operation(handle)

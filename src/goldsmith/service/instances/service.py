@@ -9,6 +9,7 @@ the requested state; the :class:`InstanceManager` then does the work and writes 
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -18,9 +19,16 @@ import sqlalchemy as sa
 from goldsmith.catalog import instances as rows
 from goldsmith.catalog import volumes as volume_rows
 from goldsmith.catalog.db import Catalog
+from goldsmith.compute import ComputeError, VmNotRunningError
 from goldsmith.compute.instance_types import INSTANCE_TYPES, Host
+from goldsmith.compute.screen import to_jpeg
 from goldsmith.service.context import RequestContext
-from goldsmith.service.errors import ClientError, invalid_parameter, missing_parameter
+from goldsmith.service.errors import (
+    ClientError,
+    ServerError,
+    invalid_parameter,
+    missing_parameter,
+)
 from goldsmith.service.ids import check_id, new_id
 from goldsmith.service.images import ImageService
 from goldsmith.service.instances import describe
@@ -35,6 +43,8 @@ from goldsmith.service.tags import ResourceKind, TagService
 
 #: Terminated instances stay visible this long, as on EC2.
 TERMINATED_VISIBLE = timedelta(hours=1)
+#: After WakeUp's key press, time for the guest to redraw its console before the dump.
+WAKE_SETTLE = 0.2
 ATTRIBUTES = {
     "instanceType": "InstanceType",
     "kernel": "KernelId",
@@ -64,6 +74,12 @@ def incorrect_state(row: rows.InstanceRow, action: str) -> ClientError:
     return ClientError(
         "IncorrectInstanceState",
         f"The instance '{row.instance_id}' is not in a state from which it can be {action}.",
+    )
+
+
+def not_running(row: rows.InstanceRow) -> ClientError:
+    return ClientError(
+        "IncorrectInstanceState", f"The instance '{row.instance_id}' is not in the 'running' state."
     )
 
 
@@ -419,6 +435,38 @@ class InstanceService:
             "Output": base64.b64encode(data).decode() if data else None,
         }
 
+    def get_console_screenshot(
+        self, ctx: RequestContext, params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The screen of a running instance as a base64 JPEG (EC2's ImageData).
+
+        ``WakeUp`` presses a key first (a blanked console shows its text again). An instance
+        that does not run — or whose VM stopped under us — is IncorrectInstanceState.
+        """
+        instance_id = params.get("InstanceId")
+        if not instance_id:
+            raise missing_parameter("InstanceId")
+        wake = params.get("WakeUp")
+        wake = check_bool(wake, "WakeUp") if wake is not None else False
+        with self.catalog.begin() as conn:
+            (row,) = self.owned(conn, ctx, [check_id(str(instance_id), "i")])
+        handle = self.manager.handle(row.instance_id)
+        if row.state != "running" or handle is None:
+            raise not_running(row)
+        hypervisor = self.manager.hypervisor
+        try:
+            if wake:
+                hypervisor.wake(handle)
+                time.sleep(WAKE_SETTLE)
+            picture = to_jpeg(hypervisor.screenshot(handle))
+        except VmNotRunningError:
+            raise not_running(row) from None
+        except ComputeError as exc:
+            raise ServerError(
+                "InternalError", f"Could not take a screenshot of {row.instance_id}: {exc}"
+            ) from exc
+        return {"InstanceId": row.instance_id, "ImageData": base64.b64encode(picture).decode()}
+
     def describe_instance_attribute(
         self, ctx: RequestContext, params: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -533,6 +581,11 @@ class InstanceService:
             ),
             Operation("RebootInstances", self.reboot_instances, "Reset running instances"),
             Operation("GetConsoleOutput", self.get_console_output, "The serial console (base64)"),
+            Operation(
+                "GetConsoleScreenshot",
+                self.get_console_screenshot,
+                "The screen of a running instance (base64 JPEG)",
+            ),
             Operation(
                 "DescribeInstanceAttribute",
                 self.describe_instance_attribute,
