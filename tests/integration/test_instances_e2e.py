@@ -7,7 +7,10 @@ process the server started is killed by PID at the end, whatever happened.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import io
 import json
 import os
 import signal
@@ -19,7 +22,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from PIL import Image
 
+from goldsmith.store import Repository
+from goldsmith.store.chunks import PackedChunks
+from goldsmith.store.formats import chunk_name
 from harness import Creds, Server, start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -293,6 +300,95 @@ def test_cli_run_list_console_terminate(vm_server: Server, tiny_image: str) -> N
     done = vm_server.cli("instances", "terminate", iid, *endpoint).stdout
     assert f"{iid}: running → shutting-down" in done
     wait_state(vm_server.client(), iid, "terminated")
+
+
+def damage_chunks(store_dir: Path, snapshot_id: str) -> int:
+    """Flip a byte in the middle of every stored chunk record of ``snapshot_id`` (on disk,
+    behind the running server's back, as a failing disk would)."""
+    repo = Repository.open(store_dir, create=False)
+    damaged = 0
+    repo.chunks.refresh()  # packs written since the index was read
+    for digest in set(repo.manifest(snapshot_id).entries.values()):
+        if isinstance(repo.chunks, PackedChunks):
+            where = repo.chunks.locate(digest)
+            assert where is not None
+            name, offset, length = where
+        else:
+            name, offset = chunk_name(digest), 0
+            length = (store_dir / name).stat().st_size
+        with (store_dir / name).open("r+b") as f:
+            f.seek(offset + length // 2)
+            byte = f.read(1)
+            f.seek(offset + length // 2)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        damaged += 1
+    return damaged
+
+
+def ebs_snapshot(vm_server: Server, account: Creds, blocks: int = 2) -> str:
+    """A 1 GiB snapshot with ``blocks`` random 512 KiB blocks (EBS direct API), completed."""
+    ebs = vm_server.client(account, service="ebs")
+    sid = str(ebs.start_snapshot(VolumeSize=1)["SnapshotId"])
+    for index in range(blocks):
+        data = os.urandom(512 * 1024)
+        ebs.put_snapshot_block(
+            SnapshotId=sid,
+            BlockIndex=index,
+            BlockData=data,
+            DataLength=len(data),
+            Checksum=base64.b64encode(hashlib.sha256(data).digest()).decode(),
+            ChecksumAlgorithm="SHA256",
+        )
+    ebs.complete_snapshot(SnapshotId=sid, ChangedBlocksCount=blocks)
+    ec2 = vm_server.client(account)
+    deadline = time.monotonic() + 60
+    while ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["State"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return sid
+
+
+def test_corrupt_snapshot_fails_the_launch_and_breaks_nothing_else(
+    vm_server: Server, tiny_image: str
+) -> None:
+    """Issue 5's bad-input case: the instance of an image whose snapshot is damaged ends
+    ``terminated`` with a reason naming the snapshot; the other VM keeps running (and shows
+    its screen: GetConsoleScreenshot), the server answers, ``store check`` names it."""
+    account = vm_server.new_account()
+    ec2 = vm_server.client(account)
+    other = ec2.run_instances(ImageId=tiny_image, MinCount=1, MaxCount=1)["Instances"][0][
+        "InstanceId"
+    ]
+    sid = ebs_snapshot(vm_server, account)
+    broken = ec2.register_image(
+        Name="corrupt-root",
+        RootDeviceName="/dev/xvda",
+        VirtualizationType="hvm",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": sid}}],
+    )["ImageId"]
+    assert damage_chunks(vm_server.data_dir / "regions" / "us-east-1" / "store", sid) == 2
+    iid = ec2.run_instances(ImageId=broken, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    failed = wait_state(ec2, iid, "terminated", timeout=60)
+    assert failed["StateReason"]["Code"] == "Server.InternalError"
+    message = failed["StateReason"]["Message"]
+    assert message.startswith("Server.InternalError: Internal error on launch") and sid in message
+    # Nothing else broke: the other instance runs and answers, the server answers.
+    running = wait_state(ec2, other, "running")
+    assert running["State"]["Name"] == "running"
+    shot = ec2.get_console_screenshot(InstanceId=other, WakeUp=True)
+    assert shot["InstanceId"] == other
+    with Image.open(io.BytesIO(base64.b64decode(shot["ImageData"]))) as picture:
+        assert picture.format == "JPEG" and picture.size[0] >= 320 and picture.size[1] >= 200
+    assert ec2.describe_images(ImageIds=[broken])["Images"][0]["State"] == "available"
+    ec2.terminate_instances(InstanceIds=[other])
+    with pytest.raises(ClientError) as info:
+        ec2.get_console_screenshot(InstanceId=iid)
+    assert info.value.response["Error"]["Code"] == "IncorrectInstanceState"
+    wait_state(ec2, other, "terminated")
+    # The store check reports the damage and names the snapshot.
+    check = vm_server.cli("store", "check", "--read-data", check=False)
+    assert check.returncode == 1
+    assert sid in check.stdout + check.stderr
 
 
 DEBIAN_BOOT_TIMEOUT = 240.0
