@@ -3,7 +3,8 @@
 ``POST /`` (and ``GET /`` with a query string) is the EC2 Query API; paths under
 ``/snapshots`` are the EBS direct API and ``/rules``, ``/list-rules``, ``/tags`` the recycle
 bin (``rbin``) — both REST-JSON (``api.restjson``), told apart by path, each verifying that
-the SigV4 credential scope names its own service. Health is at
+the SigV4 credential scope names its own service. The web console is under ``/console``
+(``api.console``: cookie sessions, its own error pages). Health is at
 ``/_goldsmith/health`` (unauthenticated, says nothing about accounts).
 """
 
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from goldsmith import __version__
+from goldsmith.api.console import console_routes
 from goldsmith.api.ec2 import XML, Ec2Endpoint
 from goldsmith.api.protocol import Ec2QueryCodec
 from goldsmith.api.restjson import RestJsonCodec
@@ -59,6 +61,7 @@ def create_app(services: Services, codec: Ec2QueryCodec | None = None) -> Starle
             Route("/snapshots", ebs.handle, methods=rest_methods),
             Route("/snapshots/{rest:path}", ebs.handle, methods=rest_methods),
             *rbin_routes,
+            *console_routes(services),
         ],
         exception_handlers={HTTPException: http_error},
     )

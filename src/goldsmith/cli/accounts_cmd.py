@@ -6,12 +6,18 @@ not (SQLite in WAL mode lets both write).
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from goldsmith.cli.common import DataDirOption, JsonOption, fail, print_json, settings_from
-from goldsmith.service.accounts import AccountError, AccountService, Credentials
+from goldsmith.service.accounts import (
+    AccountError,
+    AccountService,
+    ConsolePasswords,
+    Credentials,
+)
 from goldsmith.service.app import open_catalog
 
 app = typer.Typer(help="Create accounts and manage their access keys.", no_args_is_help=True)
@@ -77,6 +83,37 @@ def list_accounts(data_dir: DataDirOption = None, as_json: JsonOption = False) -
         return
     for account in accounts:
         typer.echo(f"{account.account_id}  {account.role:<8}  {account.alias or '-'}")
+
+
+@app.command("console-password")
+def console_password(
+    account: Annotated[str, typer.Argument(help="The account id (or alias).")],
+    data_dir: DataDirOption = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the password (access keys still sign in).")
+    ] = False,
+) -> None:
+    """Set the password ACCOUNT signs in to the web console with (only a hash is kept)."""
+    passwords = ConsolePasswords(open_catalog(settings_from(data_dir)))
+    account_id = passwords.account_for(account)
+    if account_id is None:
+        raise fail(f"no account {account}")
+    if clear:
+        removed = passwords.clear(account_id)
+        typer.echo(f"{account_id}: console password {'removed' if removed else 'was not set'}")
+        return
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Console password", hide_input=True, confirmation_prompt=True)
+    try:
+        passwords.set(account_id, password)
+    except AccountError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"{account_id}: console password set")
 
 
 @keys_app.command("list")

@@ -8,6 +8,8 @@ and ``user``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 import string
@@ -18,6 +20,7 @@ import sqlalchemy as sa
 
 from goldsmith.catalog import accounts as rows
 from goldsmith.catalog.db import Catalog
+from goldsmith.catalog.schema import settings as settings_table
 
 ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
 ALIAS_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])?$")
@@ -161,3 +164,87 @@ class AccountService:
         if has_admin:
             return None
         return self.create_account(role="admin")
+
+
+# Console passwords -------------------------------------------------------------------------
+#
+# An account may also sign in to the web console with a password the admin sets. Only a
+# scrypt hash is kept, in the server-wide ``settings`` table under
+# ``console-password/<account id>`` (no schema change): ``scrypt$n$r$p$salt-hex$hash-hex``.
+
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+MIN_PASSWORD = 8
+
+
+def _password_key(account_id: str) -> str:
+    return f"console-password/{account_id}"
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+
+
+def hash_password(password: str) -> str:
+    """A self-describing scrypt hash of ``password`` (fresh random salt)."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def password_matches(password: str, stored: str | None) -> bool:
+    """True when ``password`` hashes to ``stored``; compares in constant time.
+
+    With no stored hash a dummy hash is still computed, so the answer takes as long whether
+    or not the account has a password.
+    """
+    fields = (stored or hash_password("")).split("$")
+    try:
+        n, r, p = (int(v) for v in fields[1:4])
+        salt, expected = bytes.fromhex(fields[4]), bytes.fromhex(fields[5])
+    except (IndexError, ValueError):
+        return False
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected) and stored is not None
+
+
+class ConsolePasswords:
+    """Set, clear and read console-password hashes (the console verifies them)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def set(self, account_id: str, password: str) -> None:
+        """Store a hash of ``password`` for ``account_id`` (replacing any earlier one)."""
+        if len(password) < MIN_PASSWORD:
+            raise AccountError(f"a console password needs at least {MIN_PASSWORD} characters")
+        value = hash_password(password)
+        with self._catalog.begin() as conn:
+            if rows.get_account(conn, account_id) is None:
+                raise AccountError(f"no account {account_id}")
+            key = _password_key(account_id)
+            conn.execute(settings_table.delete().where(settings_table.c.name == key))
+            conn.execute(settings_table.insert().values(name=key, value=value))
+
+    def clear(self, account_id: str) -> bool:
+        """Remove the account's console password; False when it had none."""
+        with self._catalog.begin() as conn:
+            deleted = conn.execute(
+                settings_table.delete().where(settings_table.c.name == _password_key(account_id))
+            )
+        return bool(deleted.rowcount)
+
+    def stored_hash(self, account_id: str) -> str | None:
+        """The stored hash, or None (no password, or no such account)."""
+        with self._catalog.begin() as conn:
+            query = sa.select(settings_table.c.value).where(
+                settings_table.c.name == _password_key(account_id)
+            )
+            value = conn.execute(query).scalar_one_or_none()
+        return str(value) if value is not None else None
+
+    def account_for(self, name: str) -> str | None:
+        """The account id that ``name`` (a 12-digit id or an alias) names, or None."""
+        with self._catalog.begin() as conn:
+            if ACCOUNT_ID_RE.match(name):
+                return name if rows.get_account(conn, name) else None
+            found = rows.find_account_by_alias(conn, name) if ALIAS_RE.match(name) else None
+        return found.account_id if found else None
