@@ -10,12 +10,14 @@ Settings come from three sources, later ones overriding earlier ones:
 
 Keys (TOML names; see docs/configuration.md): ``data_dir``, ``host``, ``port``,
 ``database_url``, ``regions``, ``default_region``, ``max_clock_skew_seconds``,
-``platform_alias``, ``platform_build_on_start``.
+``platform_alias``, ``platform_build_on_start``, ``region_stores`` (a table region → chunk
+store directory; ``GOLDSMITH_REGION_STORES`` as ``region=path,region=path``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -47,6 +49,9 @@ class Settings:
     #: ``goldsmith serve`` builds and publishes the platform images in the background when
     #: the default region has none (``GOLDSMITH_PLATFORM_BUILD_ON_START=0`` turns it off).
     platform_build_on_start: bool = True
+    #: Region → directory of its chunk store, for regions whose store lives elsewhere (another
+    #: disk); every other region's store is ``<data-dir>/regions/<region>/store``.
+    region_stores: Mapping[str, Path] = field(default_factory=dict)
 
     @property
     def catalog_url(self) -> str:
@@ -56,6 +61,10 @@ class Settings:
     def region_dir(self, region: str) -> Path:
         """The directory holding one region's local data (chunk store, volumes)."""
         return self.data_dir / "regions" / region
+
+    def region_store(self, region: str) -> Path:
+        """The directory of one region's chunk store (``region_stores``, else the default)."""
+        return self.region_stores.get(region) or self.region_dir(region) / "store"
 
 
 _ENV_PREFIX = "GOLDSMITH_"
@@ -76,11 +85,33 @@ def _coerce(name: str, value: Any) -> Any:
         if name == "regions":
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(item).strip() for item in items if str(item).strip())
+        if name == "region_stores":
+            return _region_stores(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid value for {name!r}: {value!r} ({exc})") from exc
     if not isinstance(value, str):
         raise ConfigError(f"invalid value for {name!r}: expected a string, got {value!r}")
     return value
+
+
+_REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+def _region_stores(value: Any) -> dict[str, Path]:
+    """A TOML table ``{region = "path"}`` or an env string ``region=path,region=path``."""
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError("expected region=path pairs separated by commas")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, Mapping):
+        raise TypeError("expected a table of region = path")
+    out: dict[str, Path] = {}
+    for region, path in value.items():
+        if not _REGION_NAME.match(str(region)) or not isinstance(path, str) or not path:
+            raise ValueError(f"bad entry {region!r} = {path!r}")
+        out[str(region)] = Path(path).expanduser().absolute()
+    return out
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -17,6 +17,7 @@ from goldsmith.config import Settings
 from goldsmith.service.accounts import AccountService
 from goldsmith.service.ebs import EbsService
 from goldsmith.service.images import ImageService
+from goldsmith.service.images.copy import ImageCopier
 from goldsmith.service.images.rbin import RecycleBinService
 from goldsmith.service.instances.wiring import InstanceServices, build_instance_services
 from goldsmith.service.keypairs import KeyPairService
@@ -43,6 +44,8 @@ class Services:
     snapshot_ops: SnapshotOperations
     ebs: EbsService
     images: ImageService
+    #: CopyImage (``copy_image(ctx, params)``); its task runs on ``compute.tasks``
+    image_copy: ImageCopier
     rbin: RecycleBinService
     snapshot_bin: SnapshotRecycleBin
     compute: InstanceServices
@@ -87,7 +90,8 @@ def _operations(s: Services) -> list[Operation]:
         Operation(
             "CopySnapshot",
             s.snapshot_ops.copy_snapshot,
-            "Copy a snapshot within the region (shares its chunks)",
+            "Copy a snapshot within a region (shares its chunks) or from another region "
+            "(moves only missing chunks; pending → completed)",
         ),
         Operation(
             "DescribeSnapshotAttribute",
@@ -115,6 +119,12 @@ def _operations(s: Services) -> list[Operation]:
             "Bring a snapshot back from the recycle bin",
         ),
         *s.images.operations(),
+        Operation(
+            "CopyImage",
+            s.image_copy.copy_image,
+            "Copy an image from any region into the caller's (only missing chunks move; "
+            "pending → available)",
+        ),
         *s.compute.operations(),
     ]
 
@@ -150,6 +160,10 @@ def build_services(
         paginator,
         hypervisor=hypervisor,
     )
+    snapshot_ops = SnapshotOperations(
+        snapshots, paginator, settings.platform_alias, regions.is_enabled
+    )
+    snapshot_ops.use_tasks(compute.tasks)
     services = Services(
         settings=settings,
         catalog=catalog,
@@ -158,9 +172,10 @@ def build_services(
         tags=tags,
         keypairs=keypairs,
         snapshots=snapshots,
-        snapshot_ops=SnapshotOperations(snapshots, paginator, settings.platform_alias),
+        snapshot_ops=snapshot_ops,
         ebs=EbsService(snapshots),
         images=images,
+        image_copy=ImageCopier(images.deps, snapshots, compute.tasks, regions.is_enabled),
         rbin=RecycleBinService(catalog),
         snapshot_bin=SnapshotRecycleBin(snapshots, paginator),
         compute=compute,

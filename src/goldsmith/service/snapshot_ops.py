@@ -11,14 +11,25 @@ DescribeSnapshots applies every scoping parameter on its own, as EC2 does:
   (``self``, account ids, ``all`` for public ones);
 * ``Filters`` and ``MaxResults``/``NextToken`` (the shared :class:`Paginator`).
 
-CopySnapshot works within the caller's region: the copy is a new manifest over the same
-chunks (no data is copied), complete at once. Copies between regions come later.
+CopySnapshot is called in the destination region (the caller's) with ``SourceRegion``:
+
+* within one region the copy is a new manifest over the same chunks (no data is copied),
+  ``completed`` when the call returns;
+* from another region it is ``pending`` at once and a durable ``copy-snapshot`` task moves
+  the data — only the chunks the destination store lacks — then marks it ``completed`` (or
+  ``error`` with a StateMessage). Progress and StateMessage report the bytes moved
+  meanwhile (see ``SnapshotService.copy_data``); a server restart resumes the task.
+
+An unknown SourceRegion is InvalidRegion (one this server does not serve:
+InvalidParameterValue); the source must be a completed
+snapshot the caller may read there. ``Encrypted``/``KmsKeyId`` are refused (no encryption
+yet); ``PresignedUrl`` (which botocore adds on its own) is ignored.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +37,7 @@ import sqlalchemy as sa
 
 from goldsmith.catalog import accounts as account_rows
 from goldsmith.catalog import snapshots as rows
+from goldsmith.catalog.instances import TaskRow
 from goldsmith.catalog.snapshots import SnapshotRow, snapshots
 from goldsmith.service.context import RequestContext
 from goldsmith.service.errors import ClientError, invalid_parameter, missing_parameter
@@ -35,13 +47,16 @@ from goldsmith.service.pagination import Paginator
 from goldsmith.service.snapshots import (
     SnapshotService,
     check_description,
+    check_source_region,
     now,
     snapshot_not_found,
 )
 from goldsmith.service.tags import specified_tags, tag_list
+from goldsmith.service.tasks import TaskRunner
 
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 ATTRIBUTES = ("createVolumePermission", "productCodes")
+COPY_KIND = "copy-snapshot"
 
 
 @dataclass(frozen=True)
@@ -128,12 +143,26 @@ class SnapshotOperations:
     """DescribeSnapshots, DeleteSnapshot, CopySnapshot and the three attribute operations."""
 
     def __init__(
-        self, snapshots: SnapshotService, paginator: Paginator, platform_alias: str = "amazon"
+        self,
+        snapshots: SnapshotService,
+        paginator: Paginator,
+        platform_alias: str = "amazon",
+        region_enabled: Callable[[str], bool] = lambda _region: True,
     ) -> None:
         self._s = snapshots
         self._catalog = snapshots.catalog
         self._paginator = paginator
         self.platform_alias = platform_alias
+        self._region_enabled = region_enabled
+        self._tasks: TaskRunner | None = None
+
+    def use_tasks(self, tasks: TaskRunner) -> None:
+        """Run cross-region copies as durable tasks of ``tasks`` (else inline, in the call)."""
+        tasks.register(COPY_KIND, self._run_copy)
+        self._tasks = tasks
+
+    def _run_copy(self, task: TaskRow, payload: dict[str, Any]) -> None:
+        self._s.copy_data(task.region, str(payload["snapshot_id"]))
 
     # -- describe ---------------------------------------------------------------------------
 
@@ -355,40 +384,34 @@ class SnapshotOperations:
 
     def copy_snapshot(self, ctx: RequestContext, params: Mapping[str, Any]) -> dict[str, Any]:
         source_id = _snapshot_id_param(params, "SourceSnapshotId")
-        source_region = params.get("SourceRegion")
-        if not source_region:
-            raise missing_parameter("SourceRegion")
-        if source_region != ctx.region or params.get("DestinationRegion") not in (
-            None,
-            ctx.region,
-        ):
+        source_region = check_source_region(params.get("SourceRegion"), self._region_enabled)
+        if params.get("DestinationRegion") not in (None, ctx.region):
             raise ClientError(
                 "InvalidParameterValue",
-                "Copying snapshots between regions is not supported yet; "
-                f"SourceRegion must be {ctx.region}.",
+                f"DestinationRegion must be the region the request is sent to ({ctx.region}).",
             )
         if params.get("Encrypted") or params.get("KmsKeyId"):
             raise ClientError(
                 "InvalidParameterValue", "Encrypted snapshots are not supported by this server."
             )
+        if params.get("DestinationOutpostArn"):
+            raise ClientError("InvalidParameterValue", "Outposts are not supported.")
         description = check_description(params.get("Description"))
         tags = specified_tags(params.get("TagSpecifications"), "snapshot")
+        remote = source_region != ctx.region
         with self._catalog.begin() as conn:
-            source = self._s.usable(conn, ctx, source_id)
-            row = self._s.new_row(
-                ctx,
-                size_bytes=source.size_bytes,
-                description=description,
-                source=(source_id, source_region),
-            )
-            rows.insert_snapshot(conn, row)
-            self._s.tags.set_tags(conn, ctx, "snapshot", row.snapshot_id, tags)
-        try:
-            self._s.repository(ctx.region).copy_snapshot(source_id, row.snapshot_id)
-        except Exception as exc:
-            with self._catalog.begin() as conn:
-                self._s.mark_error(conn, row, f"copy failed: {exc}")
-            raise
-        with self._catalog.begin() as conn:
-            self._s.mark_completed(conn, row)
+            source_ctx = RequestContext(ctx.account_id, source_region, ctx.request_id)
+            source = self._s.usable(conn, source_ctx, source_id)
+            row = self._s.new_copy_row(conn, ctx, source, description=description, tags=tags)
+            if remote and self._tasks is not None:
+                self._tasks.submit(
+                    conn,
+                    COPY_KIND,
+                    region=ctx.region,
+                    account_id=ctx.account_id,
+                    resource_id=row.snapshot_id,
+                    payload={"snapshot_id": row.snapshot_id},
+                )
+        if not remote or self._tasks is None:
+            self._s.copy_data(ctx.region, row.snapshot_id)
         return {"SnapshotId": row.snapshot_id, "Tags": tag_list(tags) or None}

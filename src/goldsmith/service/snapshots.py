@@ -8,7 +8,10 @@ through four hooks:
 * ``add_read_grant(fn)`` — "this caller may launch an image that uses the snapshot": such
   callers may read the snapshot's blocks but not list, describe or modify it (as in EC2);
 * ``add_in_use_check(fn)`` — the image that uses a snapshot, so DeleteSnapshot refuses;
-* ``delete_for_image(conn, ctx, id)`` — DeregisterImage's DeleteAssociatedSnapshots.
+* ``delete_for_image(conn, ctx, id)`` — DeregisterImage's DeleteAssociatedSnapshots;
+* ``new_copy_row(conn, ctx, source, …)`` and ``copy_data(region, id)`` — CopySnapshot and
+  CopyImage: a ``pending`` copy in the caller's region, then its data moved from the source
+  region's store (only the chunks the destination lacks; see ``goldsmith.store.transfer``).
 
 Who may do what (``ctx`` is the caller):
 
@@ -22,6 +25,13 @@ write, modify, delete           owner only (others: AuthFailure if they can see
 Store and catalog: a row is inserted (``pending``) before its manifest is written, and the
 manifest is deleted only after the row's deletion commits, so the store never holds a
 snapshot the catalog does not know, except briefly after a delete.
+
+Each region's store is its own repository (``Settings.region_store``: ``region_stores`` in
+the configuration, else ``<data-dir>/regions/<region>/store``). While a copy's data moves,
+its row shows ``Progress`` (stored bytes moved / needed, at most 99 % until completed) and a
+``StateMessage`` with the exact bytes, ``Copying from R: M of N bytes moved``; once completed
+the message says ``Copied from R: M of N bytes moved; S bytes already present`` (see
+:data:`COPY_PROGRESS` for the pattern the CLI reads).
 """
 
 from __future__ import annotations
@@ -29,7 +39,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -43,11 +55,18 @@ from goldsmith.catalog.db import Catalog
 from goldsmith.catalog.snapshots import SnapshotRow
 from goldsmith.config import Settings
 from goldsmith.service.context import RequestContext
-from goldsmith.service.errors import ClientError, invalid_parameter, not_authorized_for
+from goldsmith.service.errors import (
+    ClientError,
+    invalid_parameter,
+    missing_parameter,
+    not_authorized_for,
+)
 from goldsmith.service.ids import check_id, new_id
+from goldsmith.service.regions import STANDARD_REGIONS
 from goldsmith.service.retention import retention
 from goldsmith.service.tags import ResourceKind, TagService
 from goldsmith.store import Repository, SnapshotNotFoundError, StoreError
+from goldsmith.store.transfer import TransferReport, transfer_snapshot
 from goldsmith.store.writer import Progress
 
 GIB = 1024**3
@@ -57,6 +76,10 @@ MAX_DESCRIPTION = 255
 
 ReadGrant = Callable[[sa.Connection, RequestContext, str], bool]
 InUseCheck = Callable[[sa.Connection, str, str], str | None]
+#: a pending or completed copy's StateMessage: group 1 = bytes moved, group 2 = bytes needed
+COPY_PROGRESS = re.compile(r"(\d+) of (\d+) bytes moved")
+#: seconds between two progress updates of a copy in the catalog
+PROGRESS_INTERVAL = 0.5
 
 
 def now() -> datetime:
@@ -87,6 +110,21 @@ def snapshot_not_found(snapshot_id: str) -> ClientError:
     return ClientError("InvalidSnapshot.NotFound", f"The snapshot '{snapshot_id}' does not exist.")
 
 
+def check_source_region(region: Any, enabled: Callable[[str], bool]) -> str:
+    """A copy's ``SourceRegion``: required, a region name this server serves, else an error.
+
+    A name that is no region is ``InvalidRegion``; a region this server does not serve
+    (``regions`` in the configuration) is ``InvalidParameterValue``.
+    """
+    if region is None or region == "":
+        raise missing_parameter("SourceRegion")
+    if not isinstance(region, str) or region not in STANDARD_REGIONS:
+        raise ClientError("InvalidRegion", f"The source region '{region}' does not exist.")
+    if not enabled(region):
+        raise invalid_parameter(f"The source region '{region}' is not enabled on this server.")
+    return region
+
+
 def after_commit(conn: sa.Connection, fn: Callable[[], None]) -> None:
     """Run ``fn`` once the transaction of ``conn`` commits (never if it rolls back)."""
     sa.event.listen(conn, "commit", lambda _conn: fn(), once=True)
@@ -112,7 +150,7 @@ class SnapshotService:
         with self._repos_lock:
             repo = self._repos.get(region)
             if repo is None:
-                repo = Repository.open(self.settings.region_dir(region) / "store")
+                repo = Repository.open(self.settings.region_store(region))
                 self._repos[region] = repo
             return repo
 
@@ -311,6 +349,107 @@ class SnapshotService:
                 self.tags.forget(conn, ctx.region, row.snapshot_id)
             raise
 
+    # -- copies ----------------------------------------------------------------------------
+
+    def new_copy_row(
+        self,
+        conn: sa.Connection,
+        ctx: RequestContext,
+        source: SnapshotRow,
+        *,
+        description: str,
+        tags: Mapping[str, str] | None = None,
+    ) -> SnapshotRow:
+        """Insert a ``pending`` copy of ``source`` (any region) for the caller, in ``conn``.
+
+        The caller has checked that it may read ``source``. Its data moves with
+        :meth:`copy_data`. The copy's parent is the caller-region copy of ``source``'s
+        parent when one exists (so lineage and ListChangedBlocks work there).
+        """
+        parent = None
+        if source.region != ctx.region and source.parent_id is not None:
+            parent = self._copy_of(conn, ctx.region, source.region, source.parent_id)
+        row = self.new_row(
+            ctx,
+            size_bytes=source.size_bytes,
+            description=description,
+            parent=parent,
+            source=(source.snapshot_id, source.region),
+        )
+        row = replace(row, volume_size=source.volume_size)
+        rows.insert_snapshot(conn, row)
+        if tags:
+            self.tags.set_tags(conn, ctx, "snapshot", row.snapshot_id, tags)
+        return row
+
+    @staticmethod
+    def _copy_of(
+        conn: sa.Connection, region: str, source_region: str, source_id: str
+    ) -> str | None:
+        """A completed snapshot in ``region`` copied from ``source_region``/``source_id``."""
+        table = rows.snapshots
+        query = sa.select(table.c.snapshot_id).where(
+            table.c.region == region,
+            table.c.source_region == source_region,
+            table.c.source_snapshot_id == source_id,
+            table.c.state == "completed",
+        )
+        return conn.execute(query.limit(1)).scalar_one_or_none()
+
+    def copy_data(self, region: str, snapshot_id: str) -> TransferReport | None:
+        """Move a pending copy's data from its source region's store; mark it completed.
+
+        Idempotent (a task re-runs it after a restart): chunks that arrived before are not
+        moved again and a completed copy is left alone (None). On failure the row goes to
+        ``error`` with the reason and the exception propagates. A copy deleted meanwhile
+        leaves no manifest behind.
+        """
+        with self.catalog.begin() as conn:
+            row = rows.get_snapshot(conn, region, snapshot_id)
+        if row is None or row.state == "completed":
+            return None
+        if row.state != "pending" or row.source_snapshot_id is None or row.source_region is None:
+            raise StoreError(row.state_message or f"snapshot {snapshot_id} is not a pending copy")
+        source = self.repository(row.source_region)
+        dest = self.repository(region)
+        parent = row.parent_id if row.parent_id and dest.exists(row.parent_id) else None
+        try:
+            report = transfer_snapshot(
+                source,
+                row.source_snapshot_id,
+                dest,
+                snapshot_id,
+                parent=parent,
+                progress=_CopyProgress(self.catalog, row),
+            )
+        except Exception as exc:
+            reason = (
+                f"The source snapshot {row.source_snapshot_id} no longer exists"
+                if isinstance(exc, SnapshotNotFoundError)
+                else f"copy failed: {exc}"
+            )
+            with self.catalog.begin() as conn:
+                current = rows.get_snapshot(conn, region, snapshot_id)
+                if current is not None:
+                    self.mark_error(conn, current, reason)
+            raise StoreError(reason) from exc
+        with self.catalog.begin() as conn:
+            current = rows.get_snapshot(conn, region, snapshot_id)
+            if current is None:  # deleted while its data moved: the manifest goes too
+                after_commit(conn, lambda: dest.delete_snapshot(snapshot_id))
+                return report
+            self.mark_completed(conn, current)
+            rows.update_snapshot(
+                conn,
+                snapshot_id,
+                state_message=(
+                    f"Copied from {row.source_region}: {report.bytes_moved} of "
+                    f"{report.bytes_needed} bytes moved; {report.bytes_skipped} bytes "
+                    "already present"
+                )[:255],
+            )
+        return report
+
     def delete(self, conn: sa.Connection, ctx: RequestContext, snapshot_id: str) -> None:
         """Delete the caller's snapshot inside ``conn``'s transaction (EC2 checks included).
 
@@ -352,3 +491,37 @@ class SnapshotService:
     def delete_for_image(self, conn: sa.Connection, ctx: RequestContext, snapshot_id: str) -> None:
         """DeregisterImage's DeleteAssociatedSnapshots: same rules as DeleteSnapshot."""
         self.delete(conn, ctx, snapshot_id)
+
+
+class _CopyProgress:
+    """A transfer's progress callback: the row's Progress and StateMessage, rate-limited.
+
+    Called from the transfer's worker threads; an update that would come sooner than
+    ``PROGRESS_INTERVAL`` after the last one (or while another thread writes) is skipped.
+    """
+
+    def __init__(self, catalog: Catalog, row: SnapshotRow) -> None:
+        self._catalog = catalog
+        self._row = row
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def __call__(self, moved: int, needed: int) -> None:
+        now_ = time.monotonic()
+        if now_ - self._last < PROGRESS_INTERVAL or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._last = now_
+            percent = min(99, moved * 100 // needed) if needed else 99
+            message = f"Copying from {self._row.source_region}: {moved} of {needed} bytes moved"
+            with self._catalog.begin() as conn:
+                conn.execute(
+                    rows.snapshots.update()
+                    .where(
+                        rows.snapshots.c.snapshot_id == self._row.snapshot_id,
+                        rows.snapshots.c.state == "pending",
+                    )
+                    .values(progress=percent, state_message=message)
+                )
+        finally:
+            self._lock.release()
