@@ -106,7 +106,7 @@ class Repository:
     ) -> None:
         self.backend = backend
         self.config = self._load_config(create, chunk_size, level, layout, pack_size)
-        self.codec = ChunkCodec(self.config.level)
+        self.codec = ChunkCodec(self.config.level, self.config.zstd_params)
         self.chunks: ChunkStore = (
             LooseChunks(backend)
             if self.config.layout == LAYOUT_LOOSE
