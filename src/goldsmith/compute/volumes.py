@@ -116,6 +116,22 @@ def grow(path: Path, size: int) -> None:
     _run(["qemu-img", "resize", "-q", "-f", "qcow2", str(path), str(size)])
 
 
+def export_raw(volume: Path, dest: Path, force_share: bool = False) -> Path:
+    """The volume's current content as a sparse raw file ``dest`` (``qemu-img convert``).
+
+    Costs what the volume holds, not its size (holes stay holes); used to read files out of
+    a volume the guest changed (PV-GRUB boot files).
+    """
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    share = ["-U"] if force_share else []
+    try:
+        _run(["qemu-img", "convert", *share, "-f", "qcow2", "-O", "raw", str(volume), str(tmp)])
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
 def changed_ranges(overlay: Path, force_share: bool = False) -> list[Range]:
     """(offset, length) extents the overlay's top layer holds: what changed since its base.
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from goldsmith.compute.volumes import (
@@ -28,6 +30,7 @@ from goldsmith.compute.volumes import (
     create_empty,
     create_overlay,
     export_changed,
+    export_raw,
     virtual_size,
 )
 from goldsmith.config import Settings
@@ -80,6 +83,26 @@ class VolumeFiles:
             base = self.base(region, snapshot_id)
             create_overlay(base, path, max(size, base.stat().st_size))
         return path
+
+    @contextmanager
+    def raw_view(self, region: str, volume_id: str, snapshot_id: str | None) -> Iterator[Path]:
+        """The volume's current content as a raw file, for reading (PV-GRUB boot files).
+
+        A volume the guest has not written yet is exactly its snapshot: its cached base is
+        used as it is (a first launch costs nothing more). Otherwise the volume is exported
+        to a temporary sparse raw file, removed afterwards.
+        """
+        path = self.path(region, volume_id)
+        if snapshot_id is not None and not changed_ranges(path, True):
+            yield self.base(region, snapshot_id)
+            return
+        tmp_dir = self.region_dir(region) / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"{volume_id}.boot.raw"
+        try:
+            yield export_raw(path, tmp, force_share=True)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def delete(self, region: str, volume_id: str) -> None:
         self.path(region, volume_id).unlink(missing_ok=True)

@@ -339,11 +339,8 @@ class Launcher:
                 if found.image_type != wanted_type:
                     raise invalid_parameter(f"The image {value} is not a {wanted_type} image")
             out.append(str(value) if value is not None else None)
-        if image.virtualization_type == "paravirtual" and out[0] is None:
-            raise ClientError(
-                "InvalidParameterCombination",
-                f"The paravirtual image {image.image_id} has no kernel image; give KernelId.",
-            )
+        # A paravirtual image without a kernel image boots PV-GRUB style: the manager reads
+        # the kernel from the root volume's /boot (compute.bootfiles).
         return out[0], out[1]
 
     def shutdown_behavior(self, params: Mapping[str, Any]) -> str:

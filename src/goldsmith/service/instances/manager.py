@@ -44,7 +44,9 @@ from goldsmith.compute import (
     VmHandle,
     VmSpec,
     VmState,
+    VolumeError,
 )
+from goldsmith.compute.bootfiles import extract_boot_files
 from goldsmith.compute.network import can_bind, loopback_address, ssh_port
 from goldsmith.service.instances.common import host_name
 from goldsmith.service.volume_files import VolumeFiles
@@ -207,8 +209,12 @@ class InstanceManager:
         return BiosBoot()
 
     def _stage_boot_files(self, row: rows.InstanceRow, run_dir: Path) -> None:
-        """Copy the aki/ari contents into the run dir (they outlive their images)."""
+        """Copy the aki/ari contents into the run dir (they outlive their images), or, for
+        a paravirtual instance without a kernel image, the root volume's own kernel."""
         if row.virtualization_type != "paravirtual":
+            return
+        if row.kernel_id is None:
+            self._stage_pv_grub(row, run_dir)
             return
         for image_id, name in ((row.kernel_id, "kernel"), (row.ramdisk_id, "initrd")):
             if image_id is None or (run_dir / name).exists():
@@ -222,6 +228,21 @@ class InstanceManager:
             self.files.link_into(self.files.base(row.region, snap), run_dir / name)
         if not (run_dir / "kernel").exists():
             raise ComputeError("a paravirtual instance needs a kernel image (KernelId)")
+
+    def _stage_pv_grub(self, row: rows.InstanceRow, run_dir: Path) -> None:
+        """PV-GRUB: the kernel (and initrd) in the root volume's /boot, read at every boot
+        like PV-GRUB reads menu.lst, so a kernel the guest installed is the one that boots."""
+        with self.catalog.begin() as conn:
+            vols = volume_rows.volumes_of(conn, [row.instance_id])[row.instance_id]
+        root = next((v for v in vols if v.device == row.root_device_name), None)
+        if root is None:
+            raise ComputeError(f"no root volume at {row.root_device_name} to boot from")
+        (run_dir / "initrd").unlink(missing_ok=True)  # this boot's disk may have none
+        with self.files.raw_view(row.region, root.volume_id, root.snapshot_id) as disk:
+            try:
+                extract_boot_files(disk, run_dir)
+            except VolumeError as exc:
+                raise ComputeError(f"PV-GRUB boot from {root.volume_id}: {exc}") from exc
 
     def spec(self, row: rows.InstanceRow) -> VmSpec:
         run_dir = self.files.run_dir(row.region, row.instance_id)
