@@ -5,10 +5,14 @@ the EC2 API with boto3, exactly like any other client: ``--endpoint`` (default
 http://127.0.0.1:4566), ``--region``, and credentials from the AWS environment variables,
 ``--profile``, or the admin credentials in ``<data-dir>/admin-credentials``. The two
 register commands are admin commands: they snapshot a local file straight into the store.
+
+``copy IMAGE --to REGION`` calls CopyImage in the destination region and follows the copy
+with a live bar (bytes moved / bytes needed / throughput, from the new image's snapshots).
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +35,7 @@ from goldsmith.cli.common import (
     print_json,
     settings_from,
 )
+from goldsmith.cli.snapshots_cmd import CopyStatus, copy_status, copy_summary, watch_copy
 
 app = typer.Typer(help="Find, register, share and retire images.", no_args_is_help=True)
 
@@ -315,6 +320,81 @@ def deregister(
     typer.echo(f"{image_id}: deregistered")
     for result in out.get("DeleteSnapshotResults", []):
         typer.echo(f"  {result['SnapshotId']}: {result['ReturnCode']}")
+
+
+@app.command("copy")
+def copy(
+    image_id: ImageArg,
+    to: Annotated[str, typer.Option("--to", help="Destination region.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name of the copy (default: the source's).")
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Description of the copy.")
+    ] = None,
+    copy_tags: Annotated[
+        bool, typer.Option("--copy-tags", help="Copy the source image's tags too.")
+    ] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Print the new id and return at once.")
+    ] = False,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy an image of --region to --to (only missing chunks move), with a progress bar."""
+    source = Api(endpoint, region, profile, data_dir)
+    dest = Api(endpoint, to, profile, data_dir)
+    if name is None:
+        found = source.call("describe_images", ImageIds=[image_id], IncludeDeprecated=True)
+        name = str(found["Images"][0]["Name"])
+    params: dict[str, Any] = {
+        "SourceRegion": region,
+        "SourceImageId": image_id,
+        "Name": name,
+        "CopyImageTags": copy_tags,
+    }
+    if description:
+        params["Description"] = description
+    started = time.monotonic()
+    new_id = str(dest.call("copy_image", **params)["ImageId"])
+    if no_wait:
+        typer.echo(new_id)
+        return
+    image: dict[str, Any] = {}
+
+    def poll() -> CopyStatus:
+        image.update(dest.call("describe_images", ImageIds=[new_id])["Images"][0])
+        snapshots = [
+            m["Ebs"]["SnapshotId"]
+            for m in image.get("BlockDeviceMappings", [])
+            if m.get("Ebs", {}).get("SnapshotId")
+        ]
+        status = copy_status(dest, snapshots) if snapshots else CopyStatus({})
+        status.states[new_id] = image["State"]
+        return status
+
+    status = watch_copy(poll, new_id, quiet=as_json)
+    state = image.get("State", "unknown")
+    reason = (image.get("StateReason") or {}).get("Message")
+    if as_json:
+        print_json(
+            {
+                "ImageId": new_id,
+                "State": state,
+                "StateReason": reason,
+                "BytesMoved": status.moved,
+                "BytesNeeded": status.needed,
+                "BytesAlreadyPresent": status.present,
+            }
+        )
+    else:
+        summary = copy_summary(status, time.monotonic() - started)
+        typer.echo(f"{new_id}: {state} in {to} ({reason or summary})")
+    if state != "available":
+        raise typer.Exit(1)
 
 
 # Admin commands (offline: they open the catalog and the store directly) ---------------------

@@ -10,6 +10,10 @@ sent) and is resumable: its ClientToken is derived from the disk (path, size, mt
 options, so running it again after an interruption finds the same pending snapshot, asks
 ListSnapshotBlocks which blocks the server already has, and sends the rest. qcow2 disks are
 converted to a sparse raw file with ``qemu-img convert`` first.
+
+``copy`` copies a snapshot into another region (or the same one) and follows the copy with
+a live bar — bytes moved / bytes needed and throughput — read from the copy's Progress and
+StateMessage (DescribeSnapshots); ``images copy`` uses the same watcher.
 """
 
 from __future__ import annotations
@@ -17,19 +21,29 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from botocore.exceptions import ClientError
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from goldsmith.cli.api_client import (
@@ -40,6 +54,7 @@ from goldsmith.cli.api_client import (
     RegionOption,
 )
 from goldsmith.cli.common import DataDirOption, JsonOption, fail, print_json
+from goldsmith.service.snapshots import COPY_PROGRESS
 from goldsmith.store.writer import data_chunks
 
 app = typer.Typer(help="Upload, download, share and delete snapshots.", no_args_is_help=True)
@@ -402,3 +417,116 @@ def unshare(
     """Withdraw createVolumePermission from accounts (or from everyone)."""
     _modify("remove", snapshot_id, accounts, public, Api(endpoint, region, profile, data_dir))
     typer.echo(f"{snapshot_id} unshared")
+
+
+# Copies ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CopyStatus:
+    """Where copies stand: the summed bytes of their snapshots' StateMessages."""
+
+    states: dict[str, str]
+    moved: int = 0
+    needed: int = 0
+    present: int = 0
+
+    @property
+    def done(self) -> bool:
+        return all(s != "pending" for s in self.states.values())
+
+    @property
+    def failed(self) -> bool:
+        return any(s == "error" for s in self.states.values())
+
+
+def copy_status(api: Api, snapshot_ids: list[str]) -> CopyStatus:
+    """DescribeSnapshots of copies → their states and bytes moved / needed / present."""
+    found = api.call("describe_snapshots", SnapshotIds=snapshot_ids)["Snapshots"]
+    status = CopyStatus({s["SnapshotId"]: s["State"] for s in found})
+    for snapshot in found:
+        message = snapshot.get("StateMessage") or ""
+        moved = COPY_PROGRESS.search(message)
+        if moved is not None:
+            status.moved += int(moved.group(1))
+            status.needed += int(moved.group(2))
+        present = re.search(r"(\d+) bytes already present", message)
+        if present is not None:
+            status.present += int(present.group(1))
+    return status
+
+
+def watch_copy(
+    poll: Callable[[], CopyStatus], label: str, *, interval: float = 0.5, quiet: bool = False
+) -> CopyStatus:
+    """Poll until the copy ends, with a live bar: bytes moved / needed and throughput."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
+        task = bar.add_task(label, total=None)
+        while True:
+            status = poll()
+            bar.update(task, total=status.needed or None, completed=status.moved)
+            if status.done:
+                bar.update(task, total=status.needed or 1, completed=status.needed or 1)
+                return status
+            time.sleep(interval)
+
+
+def copy_summary(status: CopyStatus, seconds: float) -> str:
+    return (
+        f"moved {_human(status.moved)} of {_human(status.needed)}, "
+        f"{_human(status.present)} already present, {seconds:.1f} s"
+    )
+
+
+@app.command("copy")
+def copy(
+    snapshot_id: SnapArg,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Destination region (default: --region).")
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Description of the copy.")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Print the new id and return at once.")
+    ] = False,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    region: RegionOption = "us-east-1",
+    profile: ProfileOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy a snapshot of --region into --to (only missing chunks move), with progress."""
+    dest = Api(endpoint, to or region, profile, data_dir)
+    params: dict[str, Any] = {"SourceRegion": region, "SourceSnapshotId": snapshot_id}
+    if description:
+        params["Description"] = description
+    started = time.monotonic()
+    new_id = dest.call("copy_snapshot", **params)["SnapshotId"]
+    if no_wait:
+        typer.echo(new_id)
+        return
+    status = watch_copy(lambda: copy_status(dest, [new_id]), new_id, quiet=as_json)
+    state = status.states.get(new_id, "unknown")
+    if as_json:
+        print_json(
+            {
+                "SnapshotId": new_id,
+                "State": state,
+                "BytesMoved": status.moved,
+                "BytesNeeded": status.needed,
+                "BytesAlreadyPresent": status.present,
+            }
+        )
+    else:
+        summary = copy_summary(status, time.monotonic() - started)
+        typer.echo(f"{new_id}: {state} in {to or region} ({summary})")
+    if state != "completed":
+        raise typer.Exit(1)
