@@ -391,6 +391,59 @@ def test_corrupt_snapshot_fails_the_launch_and_breaks_nothing_else(
     assert sid in check.stdout + check.stderr
 
 
+def test_pv_grub_boots_the_kernel_in_the_root_volumes_boot(
+    vm_server: Server, tiny_image: str, tmp_path: Path
+) -> None:
+    """A paravirtual image without KernelId: the tiny image's root with the platform kernel
+    and initramfs copied into its /boot (debugfs, no mount) boots to its SSH prompt."""
+    admin = vm_server.client()
+    tiny = admin.describe_images(ImageIds=[tiny_image])["Images"][0]
+    repo = Repository.open(vm_server.data_dir / "regions" / "us-east-1" / "store", create=False)
+
+    def restore(image_id: str, dest: Path) -> Path:
+        image = admin.describe_images(ImageIds=[image_id])["Images"][0]
+        repo.restore(image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"], dest)
+        return dest
+
+    disk = restore(tiny_image, tmp_path / "root.raw")
+    kernel = restore(tiny["KernelId"], tmp_path / "vmlinuz")
+    initrd = restore(tiny["RamdiskId"], tmp_path / "initrd")
+    script = (
+        "mkdir /boot\n"
+        f"write {kernel} /boot/vmlinuz-6.1.0-goldsmith\n"
+        f"write {initrd} /boot/initrd.img-6.1.0-goldsmith\n"
+    )
+    (tmp_path / "cmds").write_text(script)
+    subprocess.run(
+        ["debugfs", "-w", "-f", str(tmp_path / "cmds"), str(disk)], check=True, capture_output=True
+    )
+    uploaded = vm_server.cli(
+        "snapshots", "upload", str(disk), "--json", "--endpoint", vm_server.endpoint
+    )
+    snap = json.loads(uploaded.stdout)["SnapshotId"]
+    image_id = admin.register_image(
+        Name="pv-grub-tiny",
+        RootDeviceName=tiny["RootDeviceName"],
+        VirtualizationType="paravirtual",
+        BlockDeviceMappings=[{"DeviceName": tiny["RootDeviceName"], "Ebs": {"SnapshotId": snap}}],
+    )["ImageId"]
+    iid = admin.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)["Instances"][0][
+        "InstanceId"
+    ]
+    try:
+        inst = wait_state(admin, iid, "running")
+        assert "KernelId" not in inst
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while "goldsmith-tiny: ssh ready" not in (
+            admin.get_console_output(InstanceId=iid).get("Output") or ""
+        ):
+            assert time.monotonic() < deadline, "the PV-GRUB boot did not reach SSH"
+            time.sleep(0.5)
+    finally:
+        admin.terminate_instances(InstanceIds=[iid])
+    wait_state(admin, iid, "terminated")
+
+
 DEBIAN_BOOT_TIMEOUT = 240.0
 
 
