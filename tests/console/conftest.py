@@ -1,0 +1,35 @@
+"""Fixtures of the console tests (helpers in console_helpers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from console_helpers import ConsoleClient
+
+from harness import Creds, Server
+
+
+@pytest.fixture
+def console(server: Server) -> Iterator[ConsoleClient]:
+    client = ConsoleClient(server)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def console_factory(server: Server) -> Iterator[Any]:
+    """Makes signed-in clients for any account (closed at the end)."""
+    made: list[ConsoleClient] = []
+
+    def make(creds: Creds) -> ConsoleClient:
+        client = ConsoleClient(server).sign_in_as(creds)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
