@@ -45,23 +45,6 @@ from goldsmith.service.tags import ResourceKind, TagService
 TERMINATED_VISIBLE = timedelta(hours=1)
 #: After WakeUp's key press, time for the guest to redraw its console before the dump.
 WAKE_SETTLE = 0.2
-ATTRIBUTES = {
-    "instanceType": "InstanceType",
-    "kernel": "KernelId",
-    "ramdisk": "RamdiskId",
-    "userData": "UserData",
-    "disableApiTermination": "DisableApiTermination",
-    "instanceInitiatedShutdownBehavior": "InstanceInitiatedShutdownBehavior",
-    "rootDeviceName": "RootDeviceName",
-    "blockDeviceMapping": "BlockDeviceMappings",
-    "productCodes": "ProductCodes",
-    "sourceDestCheck": "SourceDestCheck",
-    "groupSet": "Groups",
-    "ebsOptimized": "EbsOptimized",
-    "sriovNetSupport": "SriovNetSupport",
-    "enaSupport": "EnaSupport",
-    "disableApiStop": "DisableApiStop",
-}
 
 
 def instance_not_found(instance_id: str) -> ClientError:
@@ -467,72 +450,6 @@ class InstanceService:
             ) from exc
         return {"InstanceId": row.instance_id, "ImageData": base64.b64encode(picture).decode()}
 
-    def describe_instance_attribute(
-        self, ctx: RequestContext, params: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        attribute = params.get("Attribute")
-        instance_id = params.get("InstanceId")
-        if not instance_id:
-            raise missing_parameter("InstanceId")
-        if attribute not in ATTRIBUTES:
-            raise invalid_parameter(f"Value ({attribute}) for parameter attribute is invalid.")
-        with self.catalog.begin() as conn:
-            (row,) = self.owned(conn, ctx, [check_id(str(instance_id), "i")])
-            (view,) = self.views(conn, [row])
-        value: Any = {
-            "instanceType": {"Value": row.instance_type},
-            "kernel": {"Value": row.kernel_id} if row.kernel_id else {},
-            "ramdisk": {"Value": row.ramdisk_id} if row.ramdisk_id else {},
-            "userData": {"Value": base64.b64encode(row.user_data).decode()}
-            if row.user_data
-            else {},
-            "disableApiTermination": {"Value": row.disable_api_termination},
-            "instanceInitiatedShutdownBehavior": {"Value": row.shutdown_behavior},
-            "rootDeviceName": {"Value": row.root_device_name},
-            "blockDeviceMapping": describe.block_devices(view),
-            "productCodes": [],
-            "sourceDestCheck": {"Value": True},
-            "groupSet": [],
-            "ebsOptimized": {"Value": False},
-            "sriovNetSupport": {},
-            "enaSupport": {"Value": True},
-            "disableApiStop": {"Value": False},
-        }[attribute]
-        return {"InstanceId": row.instance_id, ATTRIBUTES[attribute]: value}
-
-    def modify_instance_attribute(
-        self, ctx: RequestContext, params: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        instance_id = params.get("InstanceId")
-        if not instance_id:
-            raise missing_parameter("InstanceId")
-        values: dict[str, Any] = {}
-        with self.catalog.begin() as conn:
-            (row,) = self.owned(conn, ctx, [check_id(str(instance_id), "i")])
-            if params.get("DisableApiTermination") is not None:
-                values["disable_api_termination"] = check_bool(
-                    params["DisableApiTermination"]["Value"], "DisableApiTermination"
-                )
-            behavior = (params.get("InstanceInitiatedShutdownBehavior") or {}).get("Value")
-            if behavior is not None:
-                values["shutdown_behavior"] = self.launcher.shutdown_behavior(
-                    {"InstanceInitiatedShutdownBehavior": behavior}
-                )
-            itype = (params.get("InstanceType") or {}).get("Value")
-            user_data = params.get("UserData")
-            if (itype is not None or user_data is not None) and row.state != "stopped":
-                raise incorrect_state(row, "modified")
-            if itype is not None:
-                name, vcpus, memory = self.launcher.instance_type({"InstanceType": itype})
-                values.update(instance_type=name, vcpus=vcpus, memory_mib=memory)
-            if user_data is not None:
-                raw = user_data.get("Value")
-                values["user_data"] = raw if isinstance(raw, bytes) and raw else None
-            if not values:
-                raise missing_parameter("Attribute")
-            rows.update_instance(conn, row.instance_id, **values)
-        return {}
-
     def describe_instance_types(
         self, _ctx: RequestContext, params: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -585,16 +502,6 @@ class InstanceService:
                 "GetConsoleScreenshot",
                 self.get_console_screenshot,
                 "The screen of a running instance (base64 JPEG)",
-            ),
-            Operation(
-                "DescribeInstanceAttribute",
-                self.describe_instance_attribute,
-                "Read one instance attribute",
-            ),
-            Operation(
-                "ModifyInstanceAttribute",
-                self.modify_instance_attribute,
-                "Change type, user data, shutdown behaviour, termination protection",
             ),
             Operation(
                 "DescribeInstanceTypes",

@@ -19,6 +19,7 @@ from goldsmith.compute.instance_types import Host
 from goldsmith.compute.network import can_bind, free_port
 from goldsmith.config import Settings
 from goldsmith.service.images import ImageService
+from goldsmith.service.instances.attributes import InstanceAttributes
 from goldsmith.service.instances.capture import ImageCapture
 from goldsmith.service.instances.manager import ImdsTarget, InstanceManager
 from goldsmith.service.instances.metadata import MetadataService
@@ -58,6 +59,7 @@ class InstanceServices:
     def operations(self) -> list[Operation]:
         return [
             *self.instances.operations(),
+            *InstanceAttributes(self.instances).operations(),
             Operation(
                 "CreateImage",
                 self.capture.create_image,
