@@ -208,6 +208,7 @@ def test_same_repository_is_a_manifest_copy(tmp_path: Path) -> None:
     packs = sorted(i.name for i in repo.backend.list("packs/"))
     report = transfer_snapshot(repo, "snap-a", repo, "snap-b")
     assert report.chunks_moved == 0 and report.chunks_skipped == len(BASE)
+    assert report.bytes_skipped > 0 and report.bytes_moved == 0
     assert sorted(i.name for i in repo.backend.list("packs/")) == packs
     assert repo.diff("snap-a", "snap-b") == []
 

@@ -433,8 +433,12 @@ def _same_repository(
         m = repo.copy_snapshot(source_id, dest_id)
     except SnapshotExistsError:
         return _done(source_id, dest_id, repo, start)
-    n = len(set(m.entries.values()))
-    return _finish(TransferReport(source_id, dest_id, m.size, n, 0, n, 0, 0, 0, 0.0), start)
+    digests = list(set(m.entries.values()))
+    shared = sum(stored_sizes(repo, digests).values())
+    report = TransferReport(
+        source_id, dest_id, m.size, len(digests), 0, len(digests), 0, shared, 0, 0.0
+    )
+    return _finish(report, start)
 
 
 def _finish(report: TransferReport, start: float) -> TransferReport:
