@@ -5,12 +5,18 @@ target directory, fsyncs it and renames it over the final name, so a visible nam
 complete and durable; a crash leaves only a ``.tmp-`` file that ``list``/``get``/``has``
 never see and ``purge_incomplete`` removes. ``flush`` fsyncs the directories that got new or
 removed entries, which makes the renames themselves durable.
+
+Large blobs (packs) are written with ``O_DIRECT`` where the file system allows it: they are
+written once and read rarely, so copying them into the page cache only to write them back
+and drop them costs CPU for nothing (measured: half the kernel time of a full snapshot).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import mmap
 import os
 import secrets
 import threading
@@ -23,6 +29,12 @@ from .errors import BackendError, BlobNotFoundError, StoreFullError
 
 TEMP_PREFIX = ".tmp-"
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+#: O_DIRECT alignment of buffer address, file offset and length: the largest logical block
+#: size in use (4 KiB); page-aligned ``mmap`` memory satisfies it
+_ALIGN = 4096
+#: bytes per O_DIRECT write: each thread stages a blob through one such aligned buffer
+_DIRECT_STEP = 1 << 20
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 def _wrap(exc: OSError, what: str) -> BackendError:
@@ -31,18 +43,30 @@ def _wrap(exc: OSError, what: str) -> BackendError:
     return BackendError(f"{what}: {exc}")
 
 
+def _clear_direct(fd: int) -> None:
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_DIRECT)
+
+
 class LocalBackend(Backend):
     """Blobs as files under ``root`` (created if missing).
 
-    ``uncache_from``: blobs of at least this many bytes are dropped from the page cache once
-    durable (``POSIX_FADV_DONTNEED``); measured on a full snapshot: 0.2-0.4 s less CPU
-    (fresh page-cache pages are the costly part of writing) and packs do not crowd out
-    hotter data. Small blobs (manifests, locks, config) stay cached.
+    ``uncache_from``: blobs of at least this many bytes bypass the page cache: written with
+    ``O_DIRECT`` (``direct=True``, the default, and the file system supports it), else
+    written through the cache and dropped from it once durable (``POSIX_FADV_DONTNEED``).
+    Either way packs do not crowd out hotter data (VM disks, the catalog). Measured on a full
+    snapshot: dropping saved 0.2-0.4 s of CPU over keeping them (fresh page-cache pages are
+    the costly part of writing); ``O_DIRECT`` saves another ~0.15 s (no copy into the cache,
+    no writeback). Small blobs (manifests, locks, config) stay cached.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, uncache_from: int = 1 << 20) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, uncache_from: int = 1 << 20, direct: bool = True
+    ) -> None:
         self.root = Path(root)
         self.uncache_from = uncache_from
+        # cleared for good by the first O_DIRECT open the file system refuses
+        self.direct = direct and _O_DIRECT != 0
+        self._staging = threading.local()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -78,20 +102,33 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise _wrap(exc, f"put {name}") from exc
         tmp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+        views = [memoryview(part).cast("B") for part in parts]
+        size = sum(v.nbytes for v in views)
+        large = size >= self.uncache_from
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd, direct = self._create(tmp, large)
         except OSError as exc:
             raise _wrap(exc, f"put {name}") from exc
         try:
             try:
-                size = 0
-                for part in parts:
-                    view = memoryview(part).cast("B")
-                    size += view.nbytes
-                    while view:
-                        view = view[os.write(fd, view) :]
+                if direct:
+                    try:
+                        self._write_direct(fd, views, size)
+                    except OSError as exc:
+                        if exc.errno != errno.EINVAL:
+                            raise
+                        # the file system refuses our alignment after all: start over
+                        # through the page cache, and never try O_DIRECT again
+                        self.direct = direct = False
+                        _clear_direct(fd)
+                        os.ftruncate(fd, 0)
+                if not direct:
+                    for part in views:
+                        view = part
+                        while view:
+                            view = view[os.write(fd, view) :]
                 os.fsync(fd)
-                if size >= self.uncache_from:
+                if large and not direct:
                     # Written once, read rarely (restore, launch): keeping it cached would evict
                     # the VMs' working set, and freed pages are reused by the next pack cheaply
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -106,6 +143,64 @@ class LocalBackend(Backend):
             raise
         with self._lock:
             self._dirty.add(directory)
+
+    def _create(self, tmp: str, large: bool) -> tuple[int, bool]:
+        """Create ``tmp``; returns (fd, whether it is open with O_DIRECT)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        if large and self.direct:
+            try:
+                return os.open(tmp, flags | _O_DIRECT, 0o644), True
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: this file system has no O_DIRECT
+                    raise
+                self.direct = False
+                self._discard(tmp)
+        return os.open(tmp, flags, 0o644), False
+
+    def _write_direct(self, fd: int, views: list[memoryview], size: int) -> None:
+        """Write ``views`` to the empty O_DIRECT file ``fd``: aligned, via a staging buffer.
+
+        The last block is padded with zeros and the file truncated to ``size``. A short
+        write (the device or file system gave up part way) continues without O_DIRECT.
+        """
+        stage = getattr(self._staging, "buf", None)
+        if stage is None:
+            stage = self._staging.buf = mmap.mmap(-1, _DIRECT_STEP)  # page-aligned
+        buf = memoryview(stage)
+        fill = pos = 0
+        try:
+            for part in views:
+                view = part
+                while view:
+                    n = min(view.nbytes, _DIRECT_STEP - fill)
+                    buf[fill : fill + n] = view[:n]
+                    fill, view = fill + n, view[n:]
+                    if fill == _DIRECT_STEP:
+                        pos += self._pwrite_aligned(fd, buf, fill, pos)
+                        fill = 0
+            if fill:
+                padded = -(-fill // _ALIGN) * _ALIGN
+                buf[fill:padded] = bytes(padded - fill)
+                pos += self._pwrite_aligned(fd, buf[:padded], fill, pos)
+            os.ftruncate(fd, size)  # drop the padding
+        finally:
+            buf.release()
+
+    @staticmethod
+    def _pwrite_aligned(fd: int, buf: memoryview, length: int, pos: int) -> int:
+        """Write ``buf`` (aligned; its first ``length`` bytes are data) at ``pos``.
+
+        Returns ``length``. A short write finishes through the page cache (unaligned).
+        """
+        done = os.pwrite(fd, buf, pos)
+        if done < length:
+            _clear_direct(fd)
+            while done < length:
+                n = os.pwrite(fd, buf[done:length], pos + done)
+                if n == 0:
+                    raise OSError(errno.ENOSPC, "short write")
+                done += n
+        return length
 
     @staticmethod
     def _discard(tmp: str) -> None:

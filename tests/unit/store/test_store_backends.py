@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import random
 import threading
 from pathlib import Path
 
 import pytest
+from store_helpers import MiB
 
 from goldsmith.store.backend import Backend
 from goldsmith.store.errors import BlobNotFoundError
@@ -149,3 +153,88 @@ def test_local_large_blob_is_durable_and_readable_after_uncaching(tmp_path: Path
     b.put("packs/big", data[:5000], memoryview(data)[5000:])
     assert b.get("packs/big") == data
     assert b.get_range("packs/big", 1000, 3000) == data[1000:4000]
+
+
+def _big_parts() -> tuple[bytes, list[bytes | memoryview]]:
+    """A blob of 2 MiB + 5000 bytes (not block-aligned) in three parts, like a pack."""
+    data = random.Random(7).randbytes(2 * MiB + 5000)
+    return data, [data[:100], memoryview(data)[100 : 2 * MiB + 4000], data[2 * MiB + 4000 :]]
+
+
+def _open_flags(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the flags of every os.open of a temp file."""
+    seen: list[int] = []
+    real_open = os.open
+
+    def spy(path: str, flags: int, *args: int, **kwargs: object) -> int:
+        if os.path.basename(path).startswith(".tmp-"):
+            seen.append(flags)
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", spy)
+    return seen
+
+
+def test_local_large_blob_written_direct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flags = _open_flags(monkeypatch)
+    b = LocalBackend(tmp_path)
+    data, parts = _big_parts()
+    b.put("packs/big", *parts)
+    b.put("packs/small", b"tiny")  # below uncache_from: through the page cache
+    assert [bool(f & os.O_DIRECT) for f in flags] == [True, False]
+    assert b.direct
+    assert (tmp_path / "packs" / "big").stat().st_size == len(data)  # padding truncated
+    assert b.get("packs/big") == data
+    assert b.get_range("packs/big", -5000, 5000) == data[-5000:]
+    assert b.get("packs/small") == b"tiny"
+    assert [p.name for p in (tmp_path / "packs").iterdir() if p.name.startswith(".")] == []
+
+
+def test_local_without_o_direct_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def no_direct(path: str, flags: int, *args: int, **kwargs: object) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")  # as tmpfs before Linux 6.6
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_direct)
+    b = LocalBackend(tmp_path)
+    data, parts = _big_parts()
+    b.put("packs/big", *parts)
+    assert not b.direct  # not tried again
+    b.put("packs/big2", *parts)
+    assert b.get("packs/big") == data and b.get("packs/big2") == data
+    assert sorted(i.name for i in b.list()) == ["packs/big", "packs/big2"]
+
+
+@pytest.mark.parametrize("fault", ["short", "einval", "enospc"])
+def test_local_direct_write_faults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """A short write finishes buffered; EINVAL restarts buffered; a full disk is clean."""
+    from goldsmith.store.errors import StoreFullError
+
+    real_pwrite = os.pwrite
+    calls = [0]
+
+    def faulty(fd: int, data: memoryview, offset: int) -> int:
+        calls[0] += 1
+        if calls[0] == 2:  # the second MiB
+            if fault == "short":
+                return real_pwrite(fd, data[:8192], offset)  # stays aligned
+            raise OSError(errno.EINVAL if fault == "einval" else errno.ENOSPC, fault)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", faulty)
+    b = LocalBackend(tmp_path)
+    data, parts = _big_parts()
+    if fault == "enospc":
+        with pytest.raises(StoreFullError):
+            b.put("packs/big", *parts)
+        assert list(b.list()) == []
+        assert list((tmp_path / "packs").iterdir()) == []  # the temp file is gone too
+        return
+    b.put("packs/big", *parts)
+    assert b.get("packs/big") == data
+    assert b.direct == (fault == "short")

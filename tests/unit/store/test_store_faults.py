@@ -168,8 +168,9 @@ def test_backend_failure_mid_manifest_leaves_nothing(image: ImageFactory) -> Non
 
 _KILLER = """
 import os, signal, sys
-from goldsmith.store import Repository
+from goldsmith.store import LocalBackend, Repository
 func, k, repo, image = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+direct = len(sys.argv) < 6 or sys.argv[5] == "direct"
 real, calls = getattr(os, func), [0]
 def hook(*args, **kwargs):
     calls[0] += 1
@@ -177,29 +178,35 @@ def hook(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
 setattr(os, func, hook)
-Repository.open(repo, workers=1, pack_size=PACK).snapshot_file(image, "snap-1")
+backend = LocalBackend(repo, direct=direct)
+Repository(backend, workers=1, pack_size=PACK).snapshot_file(image, "snap-1")
 """
 # two incompressible 512 KiB chunks per pack: the 8-chunk disk makes four packs
 PACK = 2 * (CHUNK + 12)
 _KILLER = _KILLER.replace("PACK", str(PACK))
 
-# (os function, call number at which the process kills itself with SIGKILL). With a fresh
-# repository, renames are: 1 config, 2 writer lock, 3-6 packs, 7 lock refresh, 8 manifest;
-# fsyncs: 1 config, 2 its directory, 3 lock, 4-7 packs (each before its rename); writes: one
-# per put part (a pack is records, index, footer: writes 3-5, 6-8, ...). So fsync 5 dies
-# with the second pack written but neither fsynced nor renamed, write 7 in its middle.
-KILL_POINTS = [("rename", 1), ("rename", 2), ("rename", 4), ("fsync", 5), ("write", 7),
-               ("rename", 7), ("rename", 8)]  # fmt: skip
+# (os function, call number at which the process kills itself with SIGKILL, how packs are
+# written). With a fresh repository, renames are: 1 config, 2 writer lock, 3-6 packs, 7 lock
+# refresh, 8 manifest; fsyncs: 1 config, 2 its directory, 3 lock, 4-7 packs (each before its
+# rename). Packs (> 1 MiB) are written with O_DIRECT by default: two pwrites each (the first
+# aligned MiB, then the padded tail), so pwrite 4 dies in the middle of the second pack.
+# Through the page cache ("buffered") a pack is one write per part (records, index, footer:
+# writes 3-5, 6-8, ...), so write 7 dies in its middle too. fsync 5 dies with the second pack
+# written but neither fsynced nor renamed.
+KILL_POINTS = [("rename", 1, "direct"), ("rename", 2, "direct"), ("rename", 4, "direct"),
+               ("fsync", 5, "direct"), ("pwrite", 4, "direct"), ("write", 7, "buffered"),
+               ("fsync", 5, "buffered"), ("rename", 7, "direct"),
+               ("rename", 8, "direct")]  # fmt: skip
 
 
-@pytest.mark.parametrize(("func", "k"), KILL_POINTS)
+@pytest.mark.parametrize(("func", "k", "mode"), KILL_POINTS)
 def test_kill_9_during_snapshot_then_check_and_retry(
-    tmp_path: Path, image: ImageFactory, func: str, k: int
+    tmp_path: Path, image: ImageFactory, func: str, k: int, mode: str
 ) -> None:
     path, expected = image(4 * MiB, ranges=[(0, 4 * MiB)], compressible=False)
     root = tmp_path / "repo"
     proc = subprocess.run(
-        [sys.executable, "-c", _KILLER, func, str(k), str(root), str(path)],
+        [sys.executable, "-c", _KILLER, func, str(k), str(root), str(path), mode],
         capture_output=True,
         timeout=60,
         check=False,
