@@ -166,6 +166,7 @@ def test_launch_ssh_create_image_and_find_the_file(
         InstanceId=iid,
         Name="e2e-image",
         Description="from e2e",
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 1}}],
         TagSpecifications=[
             {"ResourceType": "image", "Tags": [{"Key": "kind", "Value": "img"}]},
             {"ResourceType": "snapshot", "Tags": [{"Key": "kind", "Value": "snap"}]},
@@ -186,6 +187,10 @@ def test_launch_ssh_create_image_and_find_the_file(
     child_id = child["Instances"][0]["InstanceId"]
     child_inst = wait_state(ec2, child_id, "running")
     assert ssh(key, child_inst["PublicIpAddress"], "cat keep.txt").strip() == "precious"
+    # The image's extra empty volume (CreateImage BlockDeviceMappings) is the guest's 2nd disk.
+    assert [m["DeviceName"] for m in child_inst["BlockDeviceMappings"]] == ["/dev/xvda", "/dev/sdf"]
+    sectors = ssh(key, child_inst["PublicIpAddress"], "cat /sys/block/vdb/size").strip()
+    assert int(sectors) * 512 == 1024**3
     ec2.terminate_instances(InstanceIds=[iid, child_id])
     wait_state(ec2, iid, "terminated")
     wait_state(ec2, child_id, "terminated")
