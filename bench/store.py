@@ -19,11 +19,26 @@ the reason the warm runs were once slower than the cold ones (a cache drop evict
 blocks). Output: one JSON object per
 metric per line: ``{"metric", "value", "unit", "baseline", "ratio", "target", "ok"}``.
 
-Usage: ``.venv/bin/python bench/store.py [--quick] [--runs N] [--workdir DIR]``
+The full-snapshot rounds also time *compression alone* (the image's non-zero chunks, read
+and compressed with the repository's codec on two threads, nothing hashed or written): the
+floor under any snapshot that stores zstd-1-sized output, reported as the ceiling of the
+ratio against ``zstd -1 -T2``. ``--codec-sweep`` instead measures zstd parameter sets
+against level 1 on the image's chunks (speed on one thread, stored size): the table that
+chose the repository's parameters (docs/design/store.md).
+
+Usage: ``.venv/bin/python bench/store.py [--quick] [--runs N] [--workdir DIR] [--codec-sweep]``
 Needs Debian packages: e2fsprogs (mkfs.ext4, debugfs), zstd, borgbackup.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ also holds scripts named like standard modules (copy.py), and Python puts a script's
+# own directory first on sys.path: search it last, so ``import copy`` still finds the stdlib
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
 
 import argparse
 import contextlib
@@ -34,15 +49,17 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+
+import zstandard
 
 from goldsmith.store import Repository
+from goldsmith.store.formats import TUNED_ZSTD, ChunkCodec
+from goldsmith.store.writer import data_chunks
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit
 
 MiB = 1 << 20
@@ -258,13 +275,41 @@ def measure(
     return time.perf_counter() - start, cpu_seconds() - cpu
 
 
+def nonzero_chunks(image: Path, chunk: int = 512 * 1024) -> list[int]:
+    """Indexes of the image's chunks that hold data (what a full snapshot compresses)."""
+    zero = bytes(chunk)
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        return [i for i in data_chunks(fd, size, chunk) if os.pread(fd, chunk, i * chunk) != zero]
+    finally:
+        os.close(fd)
+
+
+def compress_only(
+    image: Path, indexes: list[int], codec: ChunkCodec, chunk: int = 512 * 1024
+) -> None:
+    """Read and compress chunks ``indexes`` on two threads; nothing else (the floor)."""
+    fd = os.open(image, os.O_RDONLY)
+
+    def one(i: int) -> int:
+        return len(codec.encode(os.pread(fd, chunk, i * chunk))[1])
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as ex:
+            for _ in ex.map(one, indexes, chunksize=16):
+                pass
+    finally:
+        os.close(fd)
+
+
 def bench_full(work: Path, image: Path, runs: int) -> tuple[float, int]:
     """Full snapshot against zstd and borg, in interleaved rounds.
 
-    Each round runs ours (warm), ``zstd -1 -T2`` (warm), ``borg create`` (warm) and ours
-    (cold) back to back, so a change in the load from other users of this shared machine
-    hits every contender alike; medians over the rounds. CPU seconds are reported too: they
-    do not depend on how much of the two cores the load leaves us.
+    Each round runs ours (warm), ``zstd -1 -T2`` (warm), ``borg create`` (warm), compression
+    alone (warm) and ours (cold) back to back, so a change in the load from other users of
+    this shared machine hits every contender alike; medians over the rounds. CPU seconds are
+    reported too: they do not depend on how much of the two cores the load leaves us.
     """
     size = image.stat().st_size
     dirs = iter(range(1000))
@@ -298,12 +343,21 @@ def bench_full(work: Path, image: Path, runs: int) -> tuple[float, int]:
             capture_output=True,
         )
 
-    samples: dict[str, list[tuple[float, float]]] = {"warm": [], "cold": [], "zstd": [], "borg": []}
+    indexes = nonzero_chunks(image)
+    codec = ChunkCodec(params=TUNED_ZSTD)
+
+    def floor() -> None:
+        compress_only(image, indexes, codec)
+
+    samples: dict[str, list[tuple[float, float]]] = {
+        "warm": [], "cold": [], "zstd": [], "borg": [], "floor": []
+    }  # fmt: skip
     for _ in range(runs):
         samples["warm"].append(measure(ours, fresh, cold=False, warm=image))
         samples["zstd"].append(measure(zstd, None, cold=False, warm=image))
         if has_borg:
             samples["borg"].append(measure(borg, fresh_borg, cold=False, warm=image))
+        samples["floor"].append(measure(floor, None, cold=False, warm=image))
         samples["cold"].append(measure(ours, fresh, cold=True, warm=None))
     wall = {k: statistics.median(w for w, _ in v) for k, v in samples.items() if v}
     cpu = {k: statistics.median(c for _, c in v) for k, v in samples.items() if v}
@@ -323,7 +377,61 @@ def bench_full(work: Path, image: Path, runs: int) -> tuple[float, int]:
              size / wall["borg"] / 1e9, ">=3")  # fmt: skip
         emit("full_snapshot_cpu_seconds_vs_borg", cpu["warm"], "s", cpu["borg"])
     emit("stored_bytes_full_vs_zstd1", stored, "bytes", zstd_size, "<=1.05")
+    # The ceiling: compression alone (our parameters, nothing else) on two free cores, i.e.
+    # its CPU seconds / 2, against zstd's wall time. No snapshot that compresses every
+    # non-zero chunk this way can beat it, whatever it does about hashing, reading or I/O.
+    emit("compress_only_seconds", wall["floor"], "s")
+    emit("compress_only_cpu_seconds_vs_ours", cpu["floor"], "s", cpu["warm"])
+    emit("ceiling_vs_zstd_T2", size / (cpu["floor"] / 2) / 1e9, "GB/s",
+         size / wall["zstd"] / 1e9)  # fmt: skip
     return wall["cold"], stored
+
+
+#: zstd parameter sets measured by ``--codec-sweep`` (level 1's table entry for a 512 KiB
+#: input is window 19, hash 14, chain 13, search 1, min match 7, target length 0, fast)
+SWEEP = [
+    {"window_log": wl, "hash_log": hl, "min_match": mm}
+    for wl in (17, 18, 19)
+    for hl in (12, 13, 14)
+    for mm in (6, 7)
+]
+
+
+def codec_sweep(image: Path, runs: int) -> None:
+    """Speed (one thread, median of ``runs``, interleaved) and size of zstd parameter sets
+    and levels against plain level 1, on every non-zero chunk of ``image``."""
+    chunk = 512 * 1024
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        data = [os.pread(fd, chunk, i * chunk) for i in nonzero_chunks(image)]
+    finally:
+        os.close(fd)
+    contenders: dict[str, ChunkCodec] = {"level 1": ChunkCodec(level=1)}
+    for lvl in (-1, 2):
+        contenders[f"level {lvl}"] = ChunkCodec(level=lvl)
+    for change in SWEEP:
+        params = {**TUNED_ZSTD, **change}
+        name = " ".join(f"{k}={v}" for k, v in change.items())
+        contenders[name] = ChunkCodec(params=params)
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    stored: dict[str, int] = {}
+    for _ in range(runs):
+        for name, codec in contenders.items():
+            start, out = time.perf_counter(), 0
+            for b in data:
+                header, payload = codec.encode(b)
+                out += len(header) + memoryview(payload).nbytes
+            seconds[name].append(time.perf_counter() - start)
+            stored[name] = out
+    total = sum(map(len, data))
+    base_t, base_s = statistics.median(seconds["level 1"]), stored["level 1"]
+    print(json.dumps({"sweep_bytes": total, "zstd": ".".join(map(str, zstandard.ZSTD_VERSION))}))
+    for name in contenders:
+        t = statistics.median(seconds[name])
+        row = {"params": name, "GB_per_s": round(total / t / 1e9, 3)}
+        row["speed_vs_level1"] = round(base_t / t, 3)
+        row["size_vs_level1"] = round(stored[name] / base_s, 4)
+        print(json.dumps(row), flush=True)
 
 
 def bench_incremental(
@@ -421,6 +529,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     parser.add_argument("--runs", type=int, default=3, help="runs per timed figure (median)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch directory")
+    parser.add_argument(
+        "--codec-sweep", action="store_true", help="only measure zstd parameter sets"
+    )
     args = parser.parse_args()
     size, budget, big, derived, change = (
         (256 * MiB, 80 * MiB, 1 * GiB, 10, 2 * MiB)
@@ -433,6 +544,9 @@ def main() -> None:
         image, USR_IN_IMAGE = make_image(work, size, budget)
         data = sum(e - s for s, e in data_extents(image))
         print(json.dumps({"image_bytes": size, "data_extent_bytes": data}), flush=True)
+        if args.codec_sweep:
+            codec_sweep(image, args.runs)
+            return
         t_full, stored = bench_full(work, image, args.runs)
         one_pct = work / "one-pct.img"
         derive_with_file(image, one_pct, seed=1, length=change)
