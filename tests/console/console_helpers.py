@@ -12,14 +12,32 @@ import base64
 import hashlib
 import itertools
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from goldsmith.config import Settings
+from goldsmith.service.accounts import AccountService
+from goldsmith.service.app import open_catalog
 from harness import Creds, Server
 
 BLOCK = 512 * 1024
 _names = itertools.count()
+
+
+_accounts: dict[Path, AccountService] = {}
+
+
+def new_account(server: Server, alias: str | None = None) -> Creds:
+    """A fresh account, made in this process on the server's catalog (what ``goldsmith
+    accounts create`` does, without starting an interpreter per account)."""
+    service = _accounts.get(server.data_dir)
+    if service is None:
+        catalog = open_catalog(Settings(data_dir=server.data_dir))
+        service = _accounts[server.data_dir] = AccountService(catalog)
+    made = service.create_account(alias=alias)
+    return Creds(made.account_id, made.access_key_id, made.secret_access_key)
 
 
 class ConsoleClient:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from console_helpers import Images
+from console_helpers import Images, new_account
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from harness import REPO, Creds, Server
@@ -96,7 +96,7 @@ def test_sign_in_wrong_secret_wrong_key_then_right(
 def test_find_images_by_search_filter_sort_and_page(
     context: BrowserContext, server: Server
 ) -> None:
-    owner = server.new_account()
+    owner = new_account(server)
     images = Images(server, owner)
     for i in range(30):
         arch = "arm64" if i % 3 == 0 else "x86_64"
@@ -134,7 +134,7 @@ def test_find_images_by_search_filter_sort_and_page(
 def test_share_then_the_other_account_sees_it_shared_with_me(
     browser: Browser, context: BrowserContext, server: Server
 ) -> None:
-    owner, friend = server.new_account(), server.new_account()
+    owner, friend = new_account(server), new_account(server)
     image_id = Images(server, owner).register("team-base-2026", Description="shared base")
     page = signed_in_page(context, owner)
     page.get_by_role("link", name="team-base-2026").click()
@@ -160,7 +160,7 @@ def test_share_then_the_other_account_sees_it_shared_with_me(
 def test_deregister_with_snapshots_from_the_image_page(
     context: BrowserContext, server: Server
 ) -> None:
-    owner = server.new_account()
+    owner = new_account(server)
     images = Images(server, owner)
     image_id = images.register("short-lived")
     page = signed_in_page(context, owner)
@@ -176,7 +176,7 @@ def test_deregister_with_snapshots_from_the_image_page(
 def test_forms_without_csrf_and_crafted_posts_on_others_images_fail(
     browser: Browser, context: BrowserContext, server: Server
 ) -> None:
-    owner, stranger = server.new_account(), server.new_account()
+    owner, stranger = new_account(server), new_account(server)
     image_id = Images(server, owner).register("not-yours")
     page = signed_in_page(context, stranger)
     # A POST from the page's own origin, with the session cookie but without the token.
@@ -207,7 +207,7 @@ def test_forms_without_csrf_and_crafted_posts_on_others_images_fail(
 def test_pending_image_turns_available_without_a_reload(
     context: BrowserContext, server: Server
 ) -> None:
-    owner = server.new_account()
+    owner = new_account(server)
     image_id = Images(server, owner).register("baking")
     catalog = server.data_dir / "catalog.db"
 

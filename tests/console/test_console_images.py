@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from console_helpers import ConsoleClient, Images, flash_text
+from console_helpers import ConsoleClient, Images, flash_text, new_account
 
 from harness import Creds, Server
 
@@ -27,7 +27,7 @@ def _names(response: Any) -> list[str]:
 
 @pytest.fixture
 def owner(server: Server) -> Creds:
-    return server.new_account()
+    return new_account(server)
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_unknown_table_parameters_are_errors(owner: Creds, console_factory: Make
 def test_sharing_with_an_account_shows_under_shared_with_me(
     server: Server, owner: Creds, images: Images, console_factory: MakeConsole
 ) -> None:
-    friend = server.new_account()
+    friend = new_account(server)
     image_id = images.register("shared-one")
     me, them = console_factory(owner), console_factory(friend)
     assert _names(them.get_json("/console/images", scope="shared")) == []
@@ -127,7 +127,7 @@ def test_public_private_and_block_public_access(
     server: Server, owner: Creds, images: Images, console_factory: MakeConsole
 ) -> None:
     image_id = images.register("going-public")
-    me, stranger = console_factory(owner), console_factory(server.new_account())
+    me, stranger = console_factory(owner), console_factory(new_account(server))
     assert me.post(f"/console/images/{image_id}/permissions", {"op": "public"}).status_code == 200
     assert "going-public" in _names(stranger.get_json("/console/images", scope="public"))
     assert "going-public" not in _names(stranger.get_json("/console/images", scope="shared"))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from console_helpers import ConsoleClient, Images, flash_text
+from console_helpers import ConsoleClient, Images, flash_text, new_account
 
 from harness import Creds, Server
 
@@ -81,7 +81,7 @@ def test_sign_in_without_the_signin_token_is_forbidden(
 
 
 def test_deactivated_key_ends_the_session(server: Server, console: ConsoleClient) -> None:
-    creds = server.new_account()
+    creds = new_account(server)
     console.sign_in_as(creds)
     assert console.get_json("/console/keypairs").status_code == 200
     server.cli("accounts", "keys", "deactivate", creds.access_key_id)
@@ -89,7 +89,7 @@ def test_deactivated_key_ends_the_session(server: Server, console: ConsoleClient
 
 
 def test_console_password_signs_in_by_account_id_or_alias(server: Server) -> None:
-    creds = server.new_account(alias="console-pw-user")
+    creds = new_account(server, alias="console-pw-user")
     cmd = [sys.executable, "-m", "goldsmith", "accounts", "console-password", creds.account_id]
     cmd += ["--password-stdin", "--data-dir", str(server.data_dir)]
     subprocess.run(cmd, input="correct horse battery\n", text=True, check=True, timeout=60)
@@ -162,7 +162,7 @@ def test_sign_out_revokes_the_session_cookie(server: Server, account: Creds) -> 
 
 
 def test_forged_or_tampered_cookies_are_no_session(server: Server, console: ConsoleClient) -> None:
-    console.sign_in_as(server.new_account())
+    console.sign_in_as(new_account(server))
     payload, mac = console.http.cookies["gs_session"].split(".")
     for value in (f"{payload}.{'A' * len(mac)}", f"{payload[:-2]}xx.{mac}", "garbage"):
         response = httpx.get(
@@ -212,7 +212,7 @@ def test_pages_carry_security_headers(console: ConsoleClient, account: Creds) ->
 def test_another_accounts_private_image_is_neither_shown_nor_actionable(
     server: Server, console_factory: Callable[[Creds], ConsoleClient]
 ) -> None:
-    owner, stranger = server.new_account(), server.new_account()
+    owner, stranger = new_account(server), new_account(server)
     image_id = Images(server, owner).register("private-of-owner")
     them = console_factory(stranger)
     for scope in ("owned", "shared", "public"):

@@ -17,7 +17,8 @@ the API. The framework does the rest, the same way for every page:
    ``Accept``\\ s ``application/json`` — the very ``data`` the template rendered;
 5. an :class:`Ec2Error` becomes a flash message with its EC2 code (JSON: ``{"Error":
    {"Code", "Message"}}`` with the error's HTTP status); an action's error returns to the
-   page the form came from.
+   page the form came from. Any other exception is logged and shown as ``InternalError``
+   (500) without details.
 
 Every answer carries a strict Content-Security-Policy (only this server's own script and
 stylesheet) and ``Cache-Control: no-store`` (pages hold CSRF tokens and private data).
@@ -234,11 +235,13 @@ class Runtime:
             view = await anyio.to_thread.run_sync(self._run, request, session, {}, fn)
         except SessionEnded:
             return self.not_signed_in(request, clear=True)
-        except Ec2Error as exc:
+        except Exception as exc:
+            error = _as_ec2_error(exc, request)
             if wants_json(request):
-                return error_json(exc)
-            view = View("error.html", "Error", {"Error": error_dict(exc)}, status=exc.status)
-            return self.render(request, session, view, [("error", _message(exc))])
+                return error_json(error)
+            data = {"Error": error_dict(error)}
+            view = View("error.html", "Error", data, status=error.status)
+            return self.render(request, session, view, [("error", _message(error))])
         if wants_json(request):
             return json_response(view.data, view.status)
         return self.render(request, session, view, self.take_flashes(request))
@@ -255,10 +258,11 @@ class Runtime:
             outcome = await anyio.to_thread.run_sync(self._run, request, session, form, fn)
         except SessionEnded:
             return self.not_signed_in(request, clear=True)
-        except Ec2Error as exc:
+        except Exception as exc:
+            error = _as_ec2_error(exc, request)
             if wants_json(request):
-                return error_json(exc)
-            return self.redirect(back, ("error", _message(exc)))
+                return error_json(error)
+            return self.redirect(back, ("error", _message(error)))
         if isinstance(outcome, View):
             if wants_json(request):
                 return json_response(outcome.data, outcome.status)
@@ -405,6 +409,15 @@ def first(form: Mapping[str, Sequence[str]], name: str) -> str:
 def csrf_token(request: Request, form: Mapping[str, Sequence[str]]) -> str:
     """The CSRF token a POST carries: the form field, else the ``X-CSRF-Token`` header."""
     return first(form, "csrf_token") or request.headers.get("x-csrf-token", "")
+
+
+def _as_ec2_error(exc: Exception, request: Request) -> Ec2Error:
+    """``exc`` as the client sees it: an Ec2Error as is, anything else InternalError
+    (logged with its traceback, no details shown)."""
+    if isinstance(exc, Ec2Error):
+        return exc
+    log.error("console: internal error on %s", request.url.path, exc_info=exc)
+    return Ec2Error("InternalError", "An internal error has occurred.", 500)
 
 
 def error_dict(exc: Ec2Error) -> dict[str, str]:
