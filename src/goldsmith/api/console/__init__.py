@@ -16,9 +16,12 @@ from starlette.staticfiles import StaticFiles
 from goldsmith.api.console.framework import Console, Runtime, Spec, View, page
 from goldsmith.api.console.nav import HOME, NAV, NavEntry
 from goldsmith.api.console.pages.images import PAGES as IMAGE_PAGES
+from goldsmith.api.console.pages.instances import PAGES as INSTANCE_PAGES
 from goldsmith.api.console.pages.keypairs import PAGES as KEYPAIR_PAGES
 from goldsmith.api.console.pages.recycle_bin import PAGES as RECYCLE_BIN_PAGES
 from goldsmith.api.console.pages.signin import SignIn
+from goldsmith.api.console.pages.snapshots import PAGES as SNAPSHOT_PAGES
+from goldsmith.api.console.pages.volumes import PAGES as VOLUME_PAGES
 from goldsmith.catalog import settings as stored
 from goldsmith.service.app import Services
 
@@ -26,7 +29,14 @@ __all__ = ["PAGES", "console_routes"]
 
 #: Every page module's routes. A new resource adds its module's ``PAGES`` here.
 # The recycle bin comes before the images: /images/recycle-bin is not an image id.
-PAGES: list[Spec] = [*RECYCLE_BIN_PAGES, *IMAGE_PAGES, *KEYPAIR_PAGES]
+PAGES: list[Spec] = [
+    *RECYCLE_BIN_PAGES,
+    *IMAGE_PAGES,
+    *KEYPAIR_PAGES,
+    *INSTANCE_PAGES,
+    *SNAPSHOT_PAGES,
+    *VOLUME_PAGES,
+]
 
 
 def _coming(entry: NavEntry) -> Spec:
