@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from console_helpers import ConsoleClient, Images, flash_text
+from console_helpers import ConsoleClient, Images, flash_text, new_account
 
 from harness import Creds, Server, start_server, stop_server
 
@@ -61,7 +61,7 @@ def terminate_all(server: Server, creds: Creds) -> None:
 
 @pytest.fixture
 def owner(fake_server: Server) -> Iterator[Creds]:
-    creds = fake_server.new_account()
+    creds = new_account(fake_server)
     yield creds
     terminate_all(fake_server, creds)
 
@@ -317,7 +317,7 @@ def test_another_accounts_instances_are_neither_shown_nor_actionable(
     me = make_console(owner)
     (iid,) = launch(me, image_id, name="private-box")["InstanceIds"]
     wait_state(me, iid, "running")
-    them = make_console(fake_server.new_account())
+    them = make_console(new_account(fake_server))
     assert ok(them.get_json("/console/instances"))["Instances"] == []
     assert iid not in them.http.get("/console/instances").text
     for tab in ("details", "storage", "console"):

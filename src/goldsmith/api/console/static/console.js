@@ -8,6 +8,8 @@
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
+  // States that change by themselves (instances, volumes, snapshots, images).
+  var TRANSITIONAL = /^(pending|stopping|shutting-down|creating|deleting|attaching|detaching)$/;
 
   function collect(value, found) {
     // Every object in the JSON that has an id and a State: images, instances, snapshots…
@@ -41,7 +43,7 @@
             el.textContent = text;
             el.className = el.className.replace(/state-\S+/, "state-" + text);
           }
-          if (text === "pending") { pending = true; }
+          if (TRANSITIONAL.test(text)) { pending = true; }
         });
         if (pending) {
           window.setTimeout(function () { poll(url); }, 2000);
