@@ -9,6 +9,7 @@ from typing import Any
 
 from instance_helpers import MIB, World
 
+from goldsmith.catalog.instances import get_instance
 from goldsmith.compute.spec import DirectBoot
 from goldsmith.service.context import RequestContext
 
@@ -44,7 +45,10 @@ def pv_image(world: World, ctx: RequestContext, disk: Path, **extra: Any) -> str
 
 
 def boot_of(world: World, instance_id: str) -> DirectBoot:
-    spec = world.manager.spec(world.manager._row(REGION, instance_id))
+    with world.services.catalog.begin() as conn:
+        row = get_instance(conn, REGION, instance_id)
+    assert row is not None
+    spec = world.manager.spec(row)
     assert isinstance(spec.boot, DirectBoot)
     return spec.boot
 
