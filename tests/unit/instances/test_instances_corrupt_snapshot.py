@@ -81,6 +81,11 @@ def test_a_corrupt_snapshot_fails_the_launch_with_a_reason_and_nothing_else(
     # A retry fails the same way (nothing half-restored was cached).
     again = world.launch(ctx, broken)
     assert world.state(ctx, again) == "terminated"
+    # A volume from the damaged snapshot ends in EC2's ``error`` state (not stuck creating).
+    volume = world.call(ctx, "CreateVolume", SnapshotId=root_snap, AvailabilityZone="us-east-1a")
+    world.settle()
+    described = world.call(ctx, "DescribeVolumes", VolumeIds=[volume["VolumeId"]])["Volumes"]
+    assert described[0]["State"] == "error"
     # The store's check names the damaged snapshot.
     report = repo.check(read_data=True)
     assert not report.ok
