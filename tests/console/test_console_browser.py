@@ -218,12 +218,32 @@ def test_pending_image_turns_available_without_a_reload(
 
     set_state("pending")
     page = signed_in_page(context, owner)
-    badge = page.locator(f'[data-live-id="{image_id}"]')
+    badge = page.locator(f'[data-live-id="{image_id}"][data-live-field="State"]')
     expect(badge).to_have_text("pending")
     assert page.locator("body").get_attribute("data-live") == "/console/images"
     set_state("available")
     expect(badge).to_have_text("available", timeout=10_000)
     expect(page.locator("body")).not_to_have_attribute("data-live", "/console/images")
+
+
+def test_copy_to_another_region_from_the_image_page(
+    context: BrowserContext, server: Server
+) -> None:
+    owner = new_account(server)
+    image_id = Images(server, owner).register("to-copy")
+    page = signed_in_page(context, owner)
+    page.goto(f"/console/images/{image_id}")
+    page.get_by_label("Destination region").select_option("us-west-2")
+    page.get_by_label("Name of the copy").fill("to-copy-west")
+    page.get_by_role("button", name="Copy image").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Copying {image_id} to us-west-2")
+    copy_row = page.get_by_role("row").filter(has_text="to-copy-west")
+    expect(copy_row).to_contain_text("us-west-2")
+    expect(copy_row).to_contain_text("available", timeout=30_000)
+    shot(page, "image-lineage")
+    page.get_by_label("Region").select_option("us-west-2")
+    expect(page.get_by_role("heading", name="Images in us-west-2")).to_be_visible()
+    assert table_names(page) == ["to-copy-west"]
 
 
 def test_key_pairs_create_download_import_delete(
@@ -257,5 +277,5 @@ def test_region_selector_switches_region(context: BrowserContext, account: Creds
     page = signed_in_page(context, account)
     page.get_by_label("Region").select_option("eu-west-1")
     expect(page.get_by_role("heading", name="Images in eu-west-1")).to_be_visible()
-    page.get_by_role("link", name="Instances").click()
-    expect(page.get_by_text("coming soon")).to_be_visible()
+    page.get_by_role("link", name="Key pairs").click()
+    expect(page.get_by_role("heading", name="Key pairs in eu-west-1")).to_be_visible()

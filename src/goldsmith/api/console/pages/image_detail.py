@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from goldsmith.api.console.framework import Console, Done, Spec, View, action, page
+from goldsmith.api.console.pages import progress
 from goldsmith.service.errors import Ec2Error, invalid_parameter, missing_parameter
 
 TABS = {
@@ -58,7 +59,9 @@ def _copies(c: Console, image_id: str) -> list[dict[str, Any]]:
         found = c.call(
             "DescribeImages", {"Filters": filters, "IncludeDeprecated": True}, region=region
         )
-        out += [{**image, "Region": region} for image in found["Images"]]
+        copies = [{**image, "Region": region} for image in found["Images"]]
+        progress.annotate(c, copies, region)
+        out += copies
     return out
 
 
@@ -78,6 +81,7 @@ def show_image(c: Console) -> View:
     if tab not in TABS:
         raise invalid_parameter(f"Unknown tab {tab!r}.")
     image = _image(c, image_id)
+    progress.annotate(c, [image])
     owner = image.get("OwnerId") == c.ctx.account_id
     data: dict[str, Any] = {"Image": image, "IsOwner": owner, "Tab": tab}
     if owner and tab == "permissions":

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from goldsmith.api.console.framework import Console, Spec, View, page
+from goldsmith.api.console.pages import progress
 from goldsmith.api.console.pages.image_detail import PAGES as DETAIL_PAGES
 from goldsmith.service.console_views import ImageQuery, Scope, Show, find_images
 from goldsmith.service.errors import invalid_parameter
@@ -97,6 +98,7 @@ def list_images(c: Console) -> View:
     query = image_query(c)
     found = find_images(c.services.images, c.ctx, query)
     images = describe_in_order(c, found.ids)
+    progress.annotate(c, images)
     data = {
         "Images": images,
         "Total": found.total,
