@@ -242,6 +242,7 @@ def test_copy_to_another_region_from_the_image_page(
     expect(copy_row).to_contain_text("available", timeout=30_000)
     shot(page, "image-lineage")
     page.get_by_label("Region").select_option("us-west-2")
+    page.get_by_role("button", name="Switch").click()
     expect(page.get_by_role("heading", name="Images in us-west-2")).to_be_visible()
     assert table_names(page) == ["to-copy-west"]
 
@@ -276,6 +277,7 @@ def test_key_pairs_create_download_import_delete(
 def test_region_selector_switches_region(context: BrowserContext, account: Creds) -> None:
     page = signed_in_page(context, account)
     page.get_by_label("Region").select_option("eu-west-1")
+    page.get_by_role("button", name="Switch").click()
     expect(page.get_by_role("heading", name="Images in eu-west-1")).to_be_visible()
     page.get_by_role("link", name="Key pairs").click()
     expect(page.get_by_role("heading", name="Key pairs in eu-west-1")).to_be_visible()

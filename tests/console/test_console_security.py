@@ -238,3 +238,17 @@ def test_another_accounts_private_image_is_neither_shown_nor_actionable(
     assert mine["Public"] is False
     assert not mine.get("Tags")
     assert not mine.get("DeprecationTime")
+
+
+def test_unknown_pages_are_the_consoles_own_404(console: ConsoleClient, account: Creds) -> None:
+    assert console.http.get("/console/nope").status_code == 303  # sign in first
+    console.sign_in_as(account)
+    twin = console.get_json("/console/no/such/page")
+    assert twin.status_code == 404
+    assert twin.json()["Error"]["Code"] == "NotFound"
+    page = console.http.get("/console/no/such/page")
+    assert page.status_code == 404
+    assert "There is no console page /console/no/such/page." in flash_text(page)
+    script = console.http.get("/console/static/console.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]

@@ -24,6 +24,7 @@ from goldsmith.api.console.pages.snapshots import PAGES as SNAPSHOT_PAGES
 from goldsmith.api.console.pages.volumes import PAGES as VOLUME_PAGES
 from goldsmith.catalog import settings as stored
 from goldsmith.service.app import Services
+from goldsmith.service.errors import Ec2Error
 
 __all__ = ["PAGES", "console_routes"]
 
@@ -44,6 +45,11 @@ def _coming(entry: NavEntry) -> Spec:
         return View("coming.html", entry.label, {"Coming": entry.label}, nav=entry.key)
 
     return page(entry.path.removeprefix("/console"), view)
+
+
+def _no_such_page(c: Console) -> View:
+    path = c.path.get("rest", "")
+    raise Ec2Error("NotFound", f"There is no console page /console/{path}.", 404)
 
 
 def console_routes(services: Services) -> list[BaseRoute]:
@@ -67,4 +73,6 @@ def console_routes(services: Services) -> list[BaseRoute]:
         ),
         *SignIn(runtime).routes(),
         *[runtime.route(spec) for spec in [*PAGES, *coming]],
+        # Last: any other GET under /console is the console's own "not found" page.
+        runtime.route(page("/{rest:path}", _no_such_page)),
     ]

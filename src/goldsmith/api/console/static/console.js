@@ -2,7 +2,8 @@
 // * Pages with pending work (body[data-live]) poll their JSON twin every 2 s and update
 //   [data-live-id][data-live-field] elements in place; when nothing is pending any more,
 //   the page reloads once so its actions match the new state.
-// * Selects with [data-autosubmit] submit their form on change (the region selector).
+// * Selects with [data-autosubmit] submit their form when picked with the pointer (the
+//   region selector); keyboard users press its Switch button.
 // * Forms with [data-confirm] ask before submitting (deregister, delete).
 // * File inputs with [data-fill] read a text file into a text area (public key import).
 (function () {
@@ -58,7 +59,12 @@
     var live = document.body.getAttribute("data-live");
     if (live) { window.setTimeout(function () { poll(live); }, 2000); }
     document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
-      select.addEventListener("change", function () { select.form.submit(); });
+      // Only a choice made with the pointer submits at once: arrowing through the options
+      // with the keyboard must not switch on every step (the Switch button is there).
+      var pointer = false;
+      select.addEventListener("pointerdown", function () { pointer = true; });
+      select.addEventListener("keydown", function () { pointer = false; });
+      select.addEventListener("change", function () { if (pointer) { select.form.submit(); } });
     });
     document.querySelectorAll("input[type=file][data-fill]").forEach(function (input) {
       input.addEventListener("change", function () {
