@@ -25,7 +25,20 @@ TABS = {
     "lineage": "Lineage",
 }
 ACCOUNT_RE = re.compile(r"^\d{12}$")
-INSTANCE_TYPES = ("t3.micro", "t3.small", "t3.medium", "m5.large")
+#: Offered when the server has no DescribeInstanceTypes (the first is the default).
+INSTANCE_TYPES = ("t2.micro",)
+
+
+def _instance_types(c: Console) -> list[str]:
+    """The instance types the server offers (smallest memory first), for the launch form."""
+    if not c.supports("DescribeInstanceTypes"):
+        return list(INSTANCE_TYPES)
+    found = c.call("DescribeInstanceTypes", {}).get("InstanceTypes") or []
+    ordered = sorted(
+        found,
+        key=lambda t: ((t.get("MemoryInfo") or {}).get("SizeInMiB", 0), t["InstanceType"]),
+    )
+    return [str(t["InstanceType"]) for t in ordered] or list(INSTANCE_TYPES)
 
 
 def _image(c: Console, image_id: str) -> dict[str, Any]:
@@ -95,8 +108,11 @@ def show_image(c: Console) -> View:
         "instance_types": INSTANCE_TYPES,
         "other_regions": [r for r in c.regions if r != c.ctx.region] or c.regions,
     }
-    if owner and tab == "details" and c.supports("DescribeKeyPairs"):
-        extra["key_names"] = [k["KeyName"] for k in c.call("DescribeKeyPairs", {})["KeyPairs"]]
+    if tab == "details" and extra["launch_supported"]:
+        extra["key_names"] = sorted(
+            k["KeyName"] for k in c.call("DescribeKeyPairs", {})["KeyPairs"]
+        )
+        extra["instance_types"] = _instance_types(c)
     title = f"{image.get('Name') or image_id}"
     pending = [image, *data.get("Copies", [])]
     live = any(i.get("State") == "pending" for i in pending)
