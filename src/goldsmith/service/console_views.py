@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from goldsmith.catalog import regions as region_rows
+from goldsmith.catalog.db import Catalog
 from goldsmith.catalog.images import images
 from goldsmith.service.context import RequestContext
 from goldsmith.service.errors import invalid_parameter
@@ -135,3 +137,13 @@ def find_images(service: ImageService, ctx: RequestContext, query: ImageQuery) -
             .offset((page - 1) * per_page)
         )
         return ImagePage([str(i) for i in conn.execute(query_ids).scalars()], total)
+
+
+def regions_in_use(catalog: Catalog, enabled: frozenset[str]) -> list[str]:
+    """The enabled regions that hold anything (a region's row appears on its first use).
+
+    Pages that look across regions (an image's copies) ask only these, instead of every
+    region the server could serve.
+    """
+    with catalog.begin() as conn:
+        return sorted(set(region_rows.used_regions(conn)) & enabled)

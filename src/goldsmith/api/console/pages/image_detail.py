@@ -15,6 +15,7 @@ from typing import Any
 
 from goldsmith.api.console.framework import Console, Done, Spec, View, action, page
 from goldsmith.api.console.pages import progress
+from goldsmith.service.console_views import regions_in_use
 from goldsmith.service.errors import Ec2Error, invalid_parameter, missing_parameter
 
 TABS = {
@@ -68,7 +69,7 @@ def _copies(c: Console, image_id: str) -> list[dict[str, Any]]:
         {"Name": "source-image-id", "Values": [image_id]},
         {"Name": "source-image-region", "Values": [c.ctx.region]},
     ]
-    for region in c.regions:
+    for region in regions_in_use(c.services.catalog, c.services.regions.enabled):
         found = c.call(
             "DescribeImages", {"Filters": filters, "IncludeDeprecated": True}, region=region
         )
