@@ -242,7 +242,8 @@ def test_lineage_and_storage_tabs(
     (mapping,) = image["BlockDeviceMappings"]
     assert mapping["Ebs"]["SnapshotId"] == images.snapshot
     html = me.http.get(f"/console/images/{image_id}", params={"tab": "storage"}).text
-    assert f'href="/console/snapshots?id={images.snapshot}"' in html
+    assert f'href="/console/snapshots/{images.snapshot}"' in html
+    assert me.http.get(f"/console/snapshots/{images.snapshot}").status_code == 200
     lineage = me.get_json(f"/console/images/{image_id}", tab="lineage").json()
     assert [e["ImageId"] for e in lineage["Ancestry"]] == [image_id]
     assert lineage["Copies"] == []
