@@ -290,3 +290,15 @@ def test_aws_cli_and_goldsmith_cli_copy(server: Server, tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     assert result["State"] == "available" and result["BytesMoved"] == 0  # aws copied it
     assert result["BytesAlreadyPresent"] > 12 * MiB
+
+    done = server.cli(
+        "snapshots", "copy", snap, "--to", "us-west-2", "--json", "--endpoint", server.endpoint,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["State"] == "completed" and result["BytesMoved"] == result["BytesNeeded"] > 0
+    text = server.cli(
+        "snapshots", "copy", snap, "--to", "us-west-2", "--endpoint", server.endpoint,
+    ).stdout  # fmt: skip
+    assert "completed in us-west-2" in text and "already present" in text

@@ -435,10 +435,6 @@ class CopyStatus:
     def done(self) -> bool:
         return all(s != "pending" for s in self.states.values())
 
-    @property
-    def failed(self) -> bool:
-        return any(s == "error" for s in self.states.values())
-
 
 def copy_status(api: Api, snapshot_ids: list[str]) -> CopyStatus:
     """DescribeSnapshots of copies → their states and bytes moved / needed / present."""
