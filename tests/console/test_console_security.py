@@ -252,3 +252,14 @@ def test_unknown_pages_are_the_consoles_own_404(console: ConsoleClient, account:
     script = console.http.get("/console/static/console.js")
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
+
+
+def test_repeated_failures_make_the_name_wait(console: ConsoleClient, account: Creds) -> None:
+    for _ in range(10):
+        assert console.sign_in(account.access_key_id, "w" * 40).status_code == 401
+    blocked = console.sign_in(account.access_key_id, account.secret_access_key)
+    assert blocked.status_code == 429
+    assert blocked.json()["Error"]["Code"] == "Throttling"
+    # Another name is not affected.
+    other = new_account(console.server)
+    assert console.sign_in(other.access_key_id, other.secret_access_key).status_code == 200

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+import time
 from dataclasses import dataclass
 
 from goldsmith.service.accounts import KEY_ID_RE, AccountService, ConsolePasswords, password_matches
@@ -67,3 +69,36 @@ class Authenticator:
             return stored is not None and hmac.compare_digest(password_cred(stored), cred)
         found = self._accounts.lookup(cred)
         return found is not None and found[1] == account_id
+
+
+class Throttle:
+    """Failed sign-ins per name: after ``limit`` in ``window`` seconds, the name must wait.
+
+    Per server process, in memory (a guessing attacker is slowed, not stopped across a
+    fleet; console passwords are scrypt hashes, so each guess is costly anyway). Counting
+    by the name typed, not by client address, so one attacker cannot lock everyone out.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 300.0) -> None:
+        self._limit = limit
+        self._window = window
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, name: str) -> bool:
+        with self._lock:
+            return len(self._recent(name)) >= self._limit
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            self._failures[name] = [*self._recent(name), time.monotonic()]
+            if len(self._failures) > 10_000:  # bounded: forget names with no recent failure
+                self._failures = {n: t for n, t in self._failures.items() if self._recent(n)}
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)
+
+    def _recent(self, name: str) -> list[float]:
+        horizon = time.monotonic() - self._window
+        return [t for t in self._failures.get(name, ()) if t > horizon]

@@ -2,7 +2,8 @@
 
 Sign-in is protected against login CSRF too: the form carries a random token that must
 match a signed, short-lived ``gs_signin`` cookie set with the form. Wrong credentials get
-one generic message — never which part was wrong (see :mod:`..auth`).
+one generic message — never which part was wrong (see :mod:`..auth`); after 10 failures
+with one name in 5 minutes, that name must wait (429) whatever it sends.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from goldsmith.api.console.auth import Throttle
 from goldsmith.api.console.framework import (
     Runtime,
     View,
@@ -31,6 +33,7 @@ from goldsmith.api.console.nav import HOME
 from goldsmith.api.console.session import COOKIE_PATH, PRESESSION_COOKIE, SESSION_COOKIE, Session
 
 FAILED = "Sign-in failed. Check the credentials and try again."
+THROTTLED = "Too many failed sign-ins with this name. Try again in a few minutes."
 
 
 class SignIn:
@@ -38,6 +41,7 @@ class SignIn:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self.throttle = Throttle()
 
     def routes(self) -> list[Route]:
         return [
@@ -48,14 +52,19 @@ class SignIn:
         ]
 
     def _form(
-        self, request: Request, message: str | None = None, status: int = 200, name: str = ""
+        self,
+        request: Request,
+        message: str | None = None,
+        status: int = 200,
+        name: str = "",
+        code: str = "AuthFailure",
     ) -> Response:
         token = new_token()
         next_path = safe_next(request.query_params.get("next")) or HOME
         if wants_json(request):
-            data = {"SigninToken": token}
+            data: dict[str, object] = {"SigninToken": token}
             if message:
-                data["Error"] = {"Code": "AuthFailure", "Message": message}  # type: ignore[assignment]
+                data["Error"] = {"Code": code, "Message": message}
             response = json_response(data, status)
         else:
             view = View(
@@ -89,11 +98,15 @@ class SignIn:
         token = first(form, "signin_token")
         if not isinstance(expected, str) or not hmac.compare_digest(token, expected):
             return forbidden(request)
-        name = first(form, "name")
+        name = first(form, "name").strip()
         secret = first(form, "secret")
+        if self.throttle.blocked(name):
+            return self._form(request, THROTTLED, 429, name=name, code="Throttling")
         who = await anyio.to_thread.run_sync(self.rt.auth.sign_in, name, secret)
         if who is None:
+            self.throttle.failed(name)
             return self._form(request, FAILED, 401, name=name)
+        self.throttle.succeeded(name)
         session = Session.new(who.account_id, self.rt.services.settings.default_region, who.cred)
         if not self.rt.services.regions.is_enabled(session.region):
             session = session.in_region(sorted(self.rt.services.regions.enabled)[0])
