@@ -75,8 +75,9 @@ class Throttle:
     """Failed sign-ins per name: after ``limit`` in ``window`` seconds, the name must wait.
 
     Per server process, in memory (a guessing attacker is slowed, not stopped across a
-    fleet; console passwords are scrypt hashes, so each guess is costly anyway). Counting
-    by the name typed, not by client address, so one attacker cannot lock everyone out.
+    fleet; console passwords are scrypt hashes, so each guess is costly anyway). Counted by
+    the name typed — what is being guessed — not by client address, which an attacker
+    changes at will; the price is that whoever knows a name can make it wait.
     """
 
     def __init__(self, limit: int = 10, window: float = 300.0) -> None:
