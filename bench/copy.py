@@ -24,27 +24,26 @@ Needs Debian packages: e2fsprogs (mkfs.ext4, debugfs).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named like the standard library's ``copy``, which ``dataclasses`` imports:
-# keep its directory off the front of the path, and look for the bench helpers last.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in ("", _HERE)] + [_HERE]
-
 import argparse
 import itertools
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from goldsmith.store import Repository
-from goldsmith.store.transfer import COUNTERS, TransferReport, transfer_snapshot
+# This file is named like the standard library's ``copy``, which ``dataclasses`` imports:
+# take its directory off the front of the path before importing the store, and look for
+# the bench helpers last.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if p not in ("", _HERE)] + [_HERE]
 
-import store as store_bench  # bench/store.py builds the image
-from _common import emit
+import store as store_bench  # noqa: E402 - bench/store.py builds the image
+from _common import emit  # noqa: E402
+from goldsmith.store import Repository  # noqa: E402
+from goldsmith.store.transfer import COUNTERS, TransferReport, transfer_snapshot  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -89,12 +88,13 @@ def bench_full(work: Path, src_dir: Path, runs: int) -> float:
         warm(src_dir)
         target = fresh(work, "cp")
 
-        def cp_only(target: Path = fresh(work, "cp")) -> None:
+        def cp_only(target: Path = target) -> None:
             store_bench.run("cp", "-r", str(src_dir), str(target))
 
         cp.append(timed(cp_only)[0])
+        target = fresh(work, "cpsync")
 
-        def cp_and_sync(target: Path = fresh(work, "cpsync")) -> None:
+        def cp_and_sync(target: Path = target) -> None:
             store_bench.run("cp", "-r", str(src_dir), str(target))
             store_bench.run("sync", *map(str, (target / "packs").iterdir()))
 

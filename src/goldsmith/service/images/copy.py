@@ -23,8 +23,9 @@ the pending snapshots (DescribeSnapshots ``Progress`` and ``StateMessage``).
 Who may copy: whoever may launch the source image (owner, launch permission for the
 account, its organization or OU, or public). The copy belongs to the caller. Images with
 billing products can be copied by their owner only. Errors: unknown source region
-InvalidRegion (one this server does not serve: InvalidParameterValue); image not visible InvalidAMIID.NotFound; deregistered (in the
-recycle bin), disabled or not ``available`` InvalidAMIID.Unavailable; ``Encrypted`` or
+InvalidRegion (one this server does not serve: InvalidParameterValue); image not visible
+InvalidAMIID.NotFound; deregistered (in the recycle bin), disabled or not ``available``
+InvalidAMIID.Unavailable; ``Encrypted`` or
 ``KmsKeyId`` InvalidParameterValue (no encryption yet); a ``ClientToken`` reused with
 different parameters IdempotentParameterMismatch (the same parameters return the first
 call's ImageId).
