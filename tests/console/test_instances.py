@@ -8,6 +8,7 @@ The real-VM flow is tests/console/test_acceptance.py.
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -83,7 +84,7 @@ def wait_state(
     while True:
         instance = ok(me.get_json(f"/console/instances/{instance_id}"))["Instance"]
         if instance["State"]["Name"] == state:
-            return instance
+            return dict(instance)
         if instance["State"]["Name"] == "terminated":
             raise AssertionError(f"{instance_id} terminated: {instance.get('StateReason')}")
         assert time.monotonic() < deadline, f"{instance_id} stuck in {instance['State']}"
@@ -148,6 +149,13 @@ def test_wizard_creates_a_key_pair_and_launches_with_everything(
         tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
         assert tags == {"Name": "web-1", "team": "web"}
     first = answer["InstanceIds"][0]
+    page = me.post_html(
+        "/console/instances/launch",
+        {"image_id": image_id, "key_mode": "create", "new_key_name": "html-key"},
+    )
+    assert page.status_code == 200
+    assert "Download html-key.pem" in page.text
+    assert "-----BEGIN OPENSSH PRIVATE KEY-----" in page.text
     wait_state(me, first, "running")
     user_data = ec2.describe_instance_attribute(InstanceId=first, Attribute="userData")
     assert base64.b64decode(user_data["UserData"]["Value"]) == b"#!/bin/sh\necho hello\n"
@@ -198,6 +206,19 @@ def test_wizard_errors_are_the_apis_and_a_created_key_is_still_shown(
     assert answer["InstanceIds"] == []
     assert answer["LaunchError"]["Code"] == "InvalidParameterValue"
     assert answer["KeyMaterial"]
+    # The same in HTML: the key to download, and the error.
+    html = me.post_html(
+        "/console/instances/launch",
+        {
+            "image_id": image_id,
+            "key_mode": "create",
+            "new_key_name": "kept-too",
+            "instance_type": "x9.galactic",
+        },
+    )
+    assert html.status_code == 200
+    assert "Download kept-too.pem" in html.text
+    assert "InvalidParameterValue" in html.text
     # Through the browser's form, an error returns to the wizard with its message.
     page = me.post_html(
         "/console/instances/launch",
@@ -223,7 +244,8 @@ def test_table_states_ssh_command_and_actions(
     address = running["PublicIpAddress"]
     assert row["SshCommand"] == f"ssh -i ops.pem ec2-user@{address}"
     html = me.http.get("/console/instances").text
-    assert f"ssh -i ops.pem ec2-user@{address}" in html
+    shown = re.sub(r"<[^>]+>", "", html.split('class="ssh"', 1)[1].split("</code>", 1)[0])
+    assert shown == f">ssh -i ops.pem ec2-user@{address}"
     assert ok(me.get_json("/console/instances", state="stopped"))["Instances"] == []
     for op, state in (("stop", "stopped"), ("start", "running"), ("reboot", "running")):
         done = ok(me.post("/console/instances/state", {"op": op, "instance_id": iid}))
@@ -267,6 +289,9 @@ def test_detail_tabs_and_console_output(
     html = me.http.get(f"/console/instances/{iid}", params={"tab": "console"}).text
     assert "booted &lt;fine&gt; &amp; ready" in html
     assert 'id="refresh-console"' in html
+    storage_html = me.http.get(f"/console/instances/{iid}", params={"tab": "storage"})
+    assert storage_html.status_code == 200
+    assert "/dev/xvda" in storage_html.text
     storage = ok(me.get_json(f"/console/instances/{iid}", tab="storage"))
     assert [v["Attachments"][0]["Device"] for v in storage["Volumes"]] == ["/dev/xvda"]
     details = me.http.get(f"/console/instances/{iid}").text

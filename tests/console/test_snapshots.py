@@ -40,7 +40,7 @@ def wait_completed(me: ConsoleClient, snapshot_id: str, region: str = "") -> dic
     while True:
         snap = ok(me.get_json(f"/console/snapshots/{snapshot_id}", **params))["Snapshot"]
         if snap["State"] != "pending":
-            return snap
+            return dict(snap)
         assert time.monotonic() < deadline, snap
         time.sleep(0.2)
 
@@ -76,6 +76,9 @@ def test_detail_and_permissions_add_remove_public_private(
     owner, friend = new_account(server), new_account(server)
     snap = make_snapshot(server, owner)
     me = console_factory(owner)
+    html = me.http.get(f"/console/snapshots/{snap}")
+    assert html.status_code == 200
+    assert "Make public" in html.text and "Delete snapshot" in html.text
     page = ok(me.get_json(f"/console/snapshots/{snap}"))
     assert page["IsOwner"] is True
     assert page["Snapshot"]["State"] == "completed"
@@ -112,6 +115,9 @@ def test_create_from_a_volume_copy_in_and_across_regions_and_delete(
     ec2 = server.client(owner)
     source = make_snapshot(server, owner)
     volume = ec2.create_volume(AvailabilityZone="us-east-1a", SnapshotId=source)["VolumeId"]
+    ec2.get_waiter("volume_available").wait(
+        VolumeIds=[volume], WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
     me = console_factory(owner)
     listed = me.http.get("/console/snapshots").text
     assert f'<option value="{volume}">' in listed

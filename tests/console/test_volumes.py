@@ -129,6 +129,12 @@ def test_attach_snapshot_detach(fake_server: Server, owner: Creds, make_console:
     attached = wait_volume(me, vol, "in-use")
     assert attached["Attachment"]["InstanceId"] == iid
     assert attached["Attachment"]["Device"] == "/dev/sdf"
+    html = me.http.get(f"/console/volumes/{vol}")
+    assert html.status_code == 200
+    assert "Detach volume" in html.text
+    table = me.http.get("/console/volumes")
+    assert table.status_code == 200
+    assert iid in table.text
     # In use: it cannot be deleted; the API's own error says so.
     assert error_code(me.post(f"/console/volumes/{vol}/delete", {})) == "VolumeInUse"
     storage = ok(me.get_json(f"/console/instances/{iid}", tab="storage"))["Volumes"]
