@@ -19,7 +19,9 @@
     } else if (value && typeof value === "object") {
       var id = value.ImageId || value.InstanceId || value.SnapshotId || value.VolumeId;
       var state = value.State && typeof value.State === "object" ? value.State.Name : value.State;
-      if (id && typeof state === "string") {
+      // The first object with an id wins: an instance's volume attachments (which carry
+      // its InstanceId and their own State) come after the instance itself.
+      if (id && typeof state === "string" && !(id in found)) {
         found[id] = Object.assign({}, value, { State: state });
       }
       Object.keys(value).forEach(function (key) { collect(value[key], found); });
