@@ -33,6 +33,12 @@ FILTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "state": ("state", ("available", "pending", "failed", "disabled")),
 }
 SHOW = ("hide", "include", "only")
+#: How the deprecated/disabled choices read. EC2 hides others' deprecated images by default
+#: but always lists the caller's own, which "hide" keeps.
+SHOW_LABELS = {
+    "deprecated": {"hide": "others' hidden", "include": "included", "only": "only"},
+    "disabled": {"hide": "hidden", "include": "included", "only": "only"},
+}
 SORT_LABELS = {"name": "Name", "created": "Creation date", "id": "Image ID", "state": "State"}
 PER_PAGE = (25, 50, 100)
 
@@ -111,7 +117,7 @@ def list_images(c: Console) -> View:
     extra = {
         "scopes": SCOPES,
         "filters": FILTERS,
-        "show": SHOW,
+        "show_labels": SHOW_LABELS,
         "sorts": SORT_LABELS,
         "per_pages": PER_PAGE,
         "account": c.ctx.account_id,
