@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from goldsmith.cli.common import DataDirOption, JsonOption, fail, print_json
+from goldsmith.cli.common import DataDirOption, JsonOption, fail, print_json, settings_from
 from goldsmith.store import Repository, StoreError
 
 app = typer.Typer(
@@ -31,10 +31,11 @@ RepoOption = Annotated[
 
 
 def repo_path(data_dir: Path | None, region: str, repo: Path | None) -> Path:
-    """The repository directory the options name."""
+    """The repository directory the options name: ``--repo``, else the region's store as the
+    configuration places it (``region_stores`` in the data directory's goldsmith.toml)."""
     if repo is not None:
         return repo
-    return (data_dir or Path("data")) / "regions" / region / "store"
+    return settings_from(data_dir).region_store(region)
 
 
 def _open(data_dir: Path | None, region: str, repo: Path | None) -> Repository:

@@ -60,3 +60,22 @@ def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["check", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "no snapshot store" in result.output
+
+
+def test_region_store_placed_by_region_stores_setting(tmp_path: Path, image: ImageFactory) -> None:
+    """``--region`` opens the directory ``region_stores`` names, not the default one."""
+    elsewhere = tmp_path / "disk2" / "store"
+    repo = Repository.open(elsewhere)
+    path, _ = image(1 * MiB, ranges=[(0, 1 * MiB)])
+    repo.snapshot_file(path, "snap-away")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "goldsmith.toml").write_text(f'[region_stores]\n"eu-west-1" = "{elsewhere}"\n')
+    args = ["--data-dir", str(data), "--region", "eu-west-1", "--json"]
+    result = runner.invoke(app, ["usage", *args])
+    assert result.exit_code == 0, result.output
+    assert "snap-away" in result.stdout
+    # the default location has no store, and --region of another region says so
+    other = runner.invoke(app, ["check", "--data-dir", str(data), "--region", "us-west-2"])
+    assert other.exit_code != 0
+    assert "no snapshot store" in other.output
