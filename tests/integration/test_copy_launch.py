@@ -26,8 +26,10 @@ DST = "eu-west-1"
 
 
 @pytest.fixture
-def vm_server(tmp_path: Path) -> Iterator[Server]:
-    data_dir = tmp_path / "data"
+def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # a short directory: QEMU's QMP/serial unix sockets live under the instance directory,
+    # and a socket path must stay under 108 bytes
+    data_dir = tmp_path_factory.mktemp("cl") / "data"
     srv = start_server(data_dir, env={"GOLDSMITH_ACCEL": "tcg"})
     try:
         yield srv
