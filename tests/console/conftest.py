@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from console_helpers import ConsoleClient, new_account
 
-from harness import Creds, Server
+from harness import Creds, Server, start_server, stop_server
 
 
 @pytest.fixture
@@ -33,6 +33,31 @@ def console_factory(server: Server) -> Iterator[Any]:
 
     def make(creds: Creds) -> ConsoleClient:
         client = ConsoleClient(server).sign_in_as(creds)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server on the fake hypervisor, one per test module (instances without QEMU)."""
+    data_dir = tmp_path_factory.mktemp("gs-console-fake") / "data"
+    srv = start_server(data_dir, env={"GOLDSMITH_HYPERVISOR": "fake"})
+    try:
+        yield srv
+    finally:
+        stop_server(srv.proc)
+
+
+@pytest.fixture
+def make_console(fake_server: Server) -> Iterator[Callable[[Creds], ConsoleClient]]:
+    made: list[ConsoleClient] = []
+
+    def make(creds: Creds) -> ConsoleClient:
+        client = ConsoleClient(fake_server).sign_in_as(creds)
         made.append(client)
         return client
 

@@ -7,39 +7,15 @@ A server of its own with the fake hypervisor (attaching needs instances, not VMs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from console_helpers import ConsoleClient, Images, make_snapshot, new_account
 
-from harness import Creds, Server, start_server, stop_server
+from harness import Creds, Server
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("gs-console-volumes") / "data"
-    srv = start_server(data_dir, env={"GOLDSMITH_HYPERVISOR": "fake"})
-    try:
-        yield srv
-    finally:
-        stop_server(srv.proc)
-
-
-@pytest.fixture
-def make_console(fake_server: Server) -> Iterator[Callable[[Creds], ConsoleClient]]:
-    made: list[ConsoleClient] = []
-
-    def make(creds: Creds) -> ConsoleClient:
-        client = ConsoleClient(fake_server).sign_in_as(creds)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
 
 
 @pytest.fixture
